@@ -1,0 +1,40 @@
+# flexent: `make demo` runs the main job, `make test` runs lint, type check and tests.
+# Both set up .venv themselves: CPU torch 2.13.0 first, then the package with the
+# constraints file so nothing replaces that torch build.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.flexent-installed
+
+.PHONY: setup test lint typecheck unit demo bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck unit
+
+demo: setup
+	$(VENV)/bin/flexent demo
+
+bench: setup
+	$(PY) benchmarks/bench_losses.py
+	$(PY) benchmarks/bench_entropy.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,45 @@
+"""The ``flexent`` command line.
+
+Each subcommand lives in its own module, imported only when that subcommand runs, so
+``flexent --help`` stays fast. A command module exposes ``add_arguments(parser)`` and
+``run(args) -> int``; add it to ``COMMANDS`` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from flexent import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="flexent",
+        description="Flexible entropy control for RLVR on language models.",
+    )
+    parser.add_argument("--version", action="version", version=f"flexent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(args._module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Engine adapters (TRL, verl). Each imports its engine lazily, on first use."""
