@@ -12,7 +12,12 @@ import importlib
 import sys
 
 # name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "plot-strategies": (
+        "flexent.commands.plot_strategies",
+        "Plot each entropy-control strategy's weight curves (w_up, w_low) as PNGs.",
+    ),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

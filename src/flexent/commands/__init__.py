@@ -1,0 +1,1 @@
+"""Subcommands of the ``flexent`` CLI, one module each (see ``flexent.cli.COMMANDS``)."""
