@@ -1,8 +1,11 @@
 """Shared input handling and metrics for the policy losses (internal).
 
-Masked tokens are neutralised with ``torch.where`` *before* any arithmetic (log-ratio 0,
-advantage 0), so padding that holds ``-inf``/NaN log-probs can never leak NaN into the loss or
-its gradient: ``where`` hands an exact zero gradient to the branch it does not select.
+Masked tokens are neutralised with ``torch.where`` *before* any arithmetic (log-ratio 0, so
+ratio 1, and advantage 0), so padding that holds ``-inf``/NaN log-probs can never leak NaN into
+the loss or its gradient: ``where`` hands an exact zero gradient to the branch it does not
+select. Every loss is a multiple of the advantage (or, for KL-Cov's penalty, restricted to
+valid tokens), so its value and gradient on masked tokens are exactly 0 without a further
+masking pass (``where`` is slow on CPU; the tests check the invariant with NaN/inf padding).
 """
 
 from __future__ import annotations
@@ -23,13 +26,19 @@ EpsLike = float | Tensor
 class Prepared:
     """Validated, masked inputs. Every tensor is ``[B, T]`` in float32 or wider."""
 
-    logprobs: Tensor  # masked positions set to 0, gradient flows on valid tokens
+    logprobs: Tensor  # as given (masked positions may hold anything): use masked_logprobs()
     log_ratio: Tensor  # clamp(logprobs - old_logprobs), 0 on masked tokens
     ratio: Tensor  # exp(log_ratio)
     advantages: Tensor  # broadcast to [B, T], 0 on masked tokens
     mask: Tensor  # bool
     eps_low: EpsLike  # float, or a detached tensor broadcastable to [B, T]
     eps_high: EpsLike
+    lo: EpsLike  # 1 - eps_low, computed once (a Python float when eps_low is one)
+    hi: EpsLike  # 1 + eps_high
+
+    def masked_logprobs(self) -> Tensor:
+        """``logprobs`` with masked positions set to 0 (gradient 0 there)."""
+        return torch.where(self.mask, self.logprobs, torch.zeros_like(self.logprobs))
 
 
 def _check_eps(name: str, eps: EpsLike, shape: torch.Size, *, upper: bool) -> EpsLike:
@@ -76,17 +85,21 @@ def prepare(
     dtype = torch.promote_types(logprobs.dtype, torch.float32)
     valid = mask if mask.dtype == torch.bool else mask != 0
     zero = logprobs.new_zeros((), dtype=dtype)
-    logprobs = torch.where(valid, logprobs.to(dtype), zero)
+    logprobs = logprobs.to(dtype)
     log_ratio = torch.where(valid, logprobs - old_logprobs.detach().to(dtype), zero)
     log_ratio = log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    eps_low = _check_eps("eps_low", eps_low, shape, upper=False)
+    eps_high = _check_eps("eps_high", eps_high, shape, upper=True)
     return Prepared(
         logprobs=logprobs,
         log_ratio=log_ratio,
         ratio=log_ratio.exp(),
         advantages=torch.where(valid, advantages.detach().to(dtype), zero),
         mask=valid,
-        eps_low=_check_eps("eps_low", eps_low, shape, upper=False),
-        eps_high=_check_eps("eps_high", eps_high, shape, upper=True),
+        eps_low=eps_low,
+        eps_high=eps_high,
+        lo=1.0 - eps_low,
+        hi=1.0 + eps_high,
     )
 
 
@@ -102,32 +115,39 @@ def out_of_band(p: Prepared, ratio: Tensor) -> tuple[Tensor, Tensor]:
 
     high: A > 0 and r > 1 + eps_high;  low: A < 0 and r < 1 - eps_low (masked tokens: False).
     """
-    high = (p.advantages > 0) & (ratio > 1.0 + p.eps_high)
-    low = (p.advantages < 0) & (ratio < 1.0 - p.eps_low)
+    high = (p.advantages > 0) & (ratio > p.hi)
+    low = (p.advantages < 0) & (ratio < p.lo)
     return high, low
 
 
 def base_metrics(p: Prepared, high: Tensor, low: Tensor) -> dict[str, Tensor]:
-    """The metric keys every loss returns (means over valid tokens)."""
-    m = p.mask
-    lr = p.log_ratio.detach()
+    """The metric keys every loss returns (means over valid tokens, 0 when there are none).
+
+    Written without ``where``/masking passes (slow on CPU): ``prepare`` guarantees that masked
+    tokens have log-ratio 0, ratio 1 and advantage 0, so ``high``/``low`` are False there and
+    ``r - 1``, ``r - 1 - log r`` and ``log r`` are exactly 0 there.
+    """
     ratio = p.ratio.detach()
-    eps_low = torch.as_tensor(p.eps_low, dtype=ratio.dtype, device=ratio.device)
-    eps_high = torch.as_tensor(p.eps_high, dtype=ratio.dtype, device=ratio.device)
+    lr = p.log_ratio.detach()
+    n = p.mask.sum()
+    denom = n.clamp(min=1).to(ratio.dtype)
     return {
-        "clip/frac_high": masked_mean(high.to(ratio.dtype), m),
-        "clip/frac_low": masked_mean(low.to(ratio.dtype), m),
-        "clip/frac": masked_mean((high | low).to(ratio.dtype), m),
-        "clip/eps_high_mean": masked_mean(eps_high.expand_as(ratio), m),
-        "clip/eps_low_mean": masked_mean(eps_low.expand_as(ratio), m),
-        "policy/ratio_mean": masked_mean(ratio, m),
+        "clip/frac_high": high.sum() / denom,
+        "clip/frac_low": low.sum() / denom,
+        "clip/frac": (high | low).sum() / denom,
+        "clip/eps_high_mean": _eps_mean(p.eps_high, p.mask, n, denom),
+        "clip/eps_low_mean": _eps_mean(p.eps_low, p.mask, n, denom),
+        "policy/ratio_mean": ((ratio - 1.0).sum() + n) / denom,
         # k3 estimator of KL(pi_old || pi_theta) on samples from pi_old: (r - 1) - log r >= 0.
-        "policy/approx_kl": masked_mean(ratio - 1.0 - lr, m),
+        "policy/approx_kl": (ratio - 1.0 - lr).sum() / denom,
         # k1 estimator, mean of -log r: verl's `actor/ppo_kl`.
-        "policy/kl_k1": masked_mean(-lr, m),
+        "policy/kl_k1": -lr.sum() / denom,
     }
 
 
-def finish(p: Prepared, per_token_loss: Tensor) -> Tensor:
-    """Zero the loss on masked tokens (value and gradient)."""
-    return torch.where(p.mask, per_token_loss, torch.zeros_like(per_token_loss))
+def _eps_mean(eps: EpsLike, mask: Tensor, n: Tensor, denom: Tensor) -> Tensor:
+    if isinstance(eps, Tensor):
+        # nansum: eps may be NaN/inf in padding (thresholds of garbage log-probs); x * 0 -> NaN.
+        return torch.nansum(eps * mask) / denom
+    # A scalar eps: its mean over the valid tokens is itself (0 when there are none).
+    return ((n > 0) * eps).to(denom.dtype)

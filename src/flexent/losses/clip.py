@@ -12,7 +12,6 @@ from flexent.losses._common import (
     EpsLike,
     Prepared,
     base_metrics,
-    finish,
     masked_mean,
     out_of_band,
     prepare,
@@ -33,7 +32,7 @@ def ppo_clip(
 ) -> LossOutput:
     """PPO clipped surrogate, per token: ``max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))``.
 
-    Written as a selection so that the bound set by per-token ``eps`` tensors is explicit: a token
+    ``eps_low``/``eps_high`` may be per-token tensors (the dynamic thresholds). A token
     with A > 0 and r > 1 + eps_high, or A < 0 and r < 1 - eps_low, has the constant loss
     ``-A (1 ± eps)`` and no gradient; every other token has ``-A r``. With ``clip_c`` (> 1, the
     dual clip of Ye et al. 2019) a token with A < 0 and r > clip_c has the constant loss
@@ -58,16 +57,21 @@ def ppo_clip(
         dual = (A < 0) & (r > clip_c)
         loss = torch.where(dual, -A * float(clip_c), loss)
         metrics["clip/frac_dual"] = masked_mean(dual.to(r.dtype), p.mask)
-    return LossOutput(finish(p, loss), metrics)
+    return LossOutput(loss, metrics)
 
 
 def clipped_surrogate(p: Prepared) -> tuple[Tensor, Tensor, Tensor]:
-    """``(loss, high, low)`` of the PPO clip on prepared inputs, all ``[B, T]``."""
+    """``(loss, high, low)`` of the PPO clip on prepared inputs, all ``[B, T]``.
+
+    A selection rather than TRL/verl's ``max(-A r, -A clamp(r, lo, hi))``: the same values
+    (bit for bit, tested), no gradient split between tied branches, and faster forward+backward
+    on CPU in our measurement.
+    """
     A, r = p.advantages, p.ratio
     high, low = out_of_band(p, r)
     # With scalar eps the bound is built from the Python float (1.0 + 0.28 in double, rounded
     # once), exactly as torch.clamp(r, 1 - eps_low, 1 + eps_high) does in TRL and verl.
-    bound = torch.where(high, _like(1.0 + p.eps_high, r), _like(1.0 - p.eps_low, r))
+    bound = torch.where(high, _like(p.hi, r), _like(p.lo, r))
     return torch.where(high | low, -A * bound, -A * r), high, low
 
 
@@ -114,4 +118,4 @@ def ce_gppo(
         high, _like(beta2 * (1.0 + p.eps_high), r), _like(beta1 * (1.0 - p.eps_low), r)
     )
     loss = torch.where(high | low, -coef * unit * A, -r * A)
-    return LossOutput(finish(p, loss), base_metrics(p, high, low))
+    return LossOutput(loss, base_metrics(p, high, low))

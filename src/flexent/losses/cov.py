@@ -18,7 +18,6 @@ from flexent.losses._common import (
     EpsLike,
     Prepared,
     base_metrics,
-    finish,
     masked_mean,
     out_of_band,
     prepare,
@@ -34,7 +33,7 @@ def _check_fraction(name: str, value: float) -> None:
 
 def token_cov(p: Prepared) -> Tensor:
     """Centred covariance term per token ``[B, T]`` (detached; 0 on masked tokens)."""
-    lp = p.logprobs.detach()
+    lp = p.masked_logprobs().detach()
     a = p.advantages
     zero = torch.zeros((), dtype=lp.dtype, device=lp.device)
     a_c = torch.where(p.mask, a - masked_mean(a, p.mask), zero)
@@ -89,7 +88,7 @@ def clip_cov(
     loss = torch.where(chosen, loss.detach(), loss)
     metrics = base_metrics(p, high, low)
     metrics["clip_cov/frac_detached"] = masked_mean(chosen.to(loss.dtype), p.mask)
-    return LossOutput(finish(p, loss), metrics)
+    return LossOutput(loss, metrics)
 
 
 @register_policy_loss("kl_cov")
@@ -119,4 +118,4 @@ def kl_cov(
     high, low = out_of_band(p, p.ratio)
     metrics = base_metrics(p, high, low)
     metrics["kl_cov/frac_penalised"] = masked_mean(chosen.to(loss.dtype), p.mask)
-    return LossOutput(finish(p, loss), metrics)
+    return LossOutput(loss, metrics)

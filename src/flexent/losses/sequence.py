@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
 from flexent.losses._common import (
     EpsLike,
-    Prepared,
     base_metrics,
-    finish,
     prepare,
 )
 from flexent.losses.clip import clipped_surrogate
@@ -39,18 +39,11 @@ def gspo(
     n = p.mask.sum(-1, keepdim=True).clamp(min=1).to(p.log_ratio.dtype)
     # Token log-ratios are clamped already, so |log s_i| <= LOG_RATIO_CLAMP and exp is finite.
     seq_log_ratio = (p.log_ratio.sum(-1, keepdim=True) / n).detach()
-    log_s = seq_log_ratio + (p.logprobs - p.logprobs.detach())
+    lp = p.masked_logprobs()
+    log_s = seq_log_ratio + (lp - lp.detach())
     log_s = torch.where(p.mask, log_s, torch.zeros_like(log_s))
-    seq = Prepared(
-        logprobs=p.logprobs,
-        log_ratio=log_s,
-        ratio=log_s.exp(),
-        advantages=p.advantages,
-        mask=p.mask,
-        eps_low=p.eps_low,
-        eps_high=p.eps_high,
-    )
+    seq = dataclasses.replace(p, log_ratio=log_s, ratio=log_s.exp())
     loss, high, low = clipped_surrogate(seq)
     metrics = base_metrics(p, high, low)
     metrics["gspo/seq_ratio_mean"] = base_metrics(seq, high, low)["policy/ratio_mean"]
-    return LossOutput(finish(p, loss), metrics)
+    return LossOutput(loss, metrics)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from flexent.losses._common import EpsLike, base_metrics, finish, out_of_band, prepare
+from flexent.losses._common import EpsLike, base_metrics, out_of_band, prepare
 from flexent.losses.registry import LossOutput, register_policy_loss
 
 
@@ -39,4 +39,4 @@ def sapo(
     taus = torch.where(A > 0, torch.tensor(float(tau_pos), dtype=r.dtype, device=r.device), tau_neg)
     gate = torch.sigmoid(taus * (r - 1.0)) * (4.0 / taus)
     high, low = out_of_band(p, r)
-    return LossOutput(finish(p, -gate * A), base_metrics(p, high, low))
+    return LossOutput(-gate * A, base_metrics(p, high, low))
