@@ -12,7 +12,9 @@ import importlib
 import sys
 
 # name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "report": ("flexent.commands.report", "figures and report.md from training run directories"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
