@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from flexent.tasks.countdown import take_split
 
@@ -28,6 +29,10 @@ class ArithmeticProblem:
 
     def prompt(self) -> str:
         return PROMPT.format(a=self.a, op=self.op, b=self.b)
+
+    def row(self) -> dict[str, Any]:
+        """A dataset row for the ``arithmetic`` reward."""
+        return {"prompt": self.prompt(), "answer": str(self.answer), "task": "arithmetic"}
 
 
 class ArithmeticTask:

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from flexent.tasks import split_of
 
@@ -51,6 +52,17 @@ class CountdownProblem:
 
     def prompt(self) -> str:
         return PROMPT.format(numbers=list(self.numbers), target=self.target)
+
+    def row(self) -> dict[str, Any]:
+        """A dataset row: the columns the ``countdown`` reward reads, plus the solution."""
+        return {
+            "prompt": self.prompt(),
+            "answer": str(self.target),
+            "numbers": list(self.numbers),
+            "target": self.target,
+            "solution": self.solution,
+            "task": "countdown",
+        }
 
 
 class CountdownTask:
