@@ -13,6 +13,7 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("flexent.commands.eval", "sample K answers per problem; mean@K, pass@k, maj@K"),
     "report": ("flexent.commands.report", "figures and report.md from training run directories"),
 }
 

@@ -14,8 +14,7 @@ from typing import Any
 from flexent.evaluation.generation import Generator
 from flexent.evaluation.results import ProblemResult, score_problem
 
-# Built-in benchmark names scored with the `math` reward; procedural tasks have their own.
-MATH_BENCHMARKS = ("gsm8k", "math500", "aime24", "aime25", "amc23", "olympiadbench")
+# Procedural tasks have their own reward; every other benchmark is scored with `math`.
 TASK_REWARDS = {"countdown": "countdown", "arithmetic": "arithmetic"}
 
 
@@ -30,15 +29,26 @@ class Benchmark:
 
 
 def reward_for(source: str) -> str:
-    """The reward name for a benchmark source: a task spec's own reward, otherwise ``math``.
-
-    A procedural spec may carry options after a colon (``countdown:...``); only its head counts.
+    """The reward name for a benchmark source: a procedural task's own reward, else ``math``.
 
     >>> reward_for("aime24"), reward_for("countdown"), reward_for("data/my_set.jsonl")
     ('math', 'countdown', 'math')
     """
-    head = source.split(":", 1)[0].strip().lower()
-    return TASK_REWARDS.get(head, "math")
+    return TASK_REWARDS.get(source, "math")
+
+
+def split_for(source: str, split: str | None) -> str | None:
+    """The split to ask ``load_prompts`` for: none for a file (it has none), ``test`` for a
+    procedural task unless given (the loader's default there is ``train``), else ``split``.
+
+    >>> split_for("x.jsonl", "test"), split_for("countdown", None), split_for("gsm8k", None)
+    (None, 'test', None)
+    """
+    if Path(source).suffix in (".jsonl", ".json", ".parquet"):
+        return None
+    if source in TASK_REWARDS and split is None:
+        return "test"
+    return split
 
 
 def benchmark_name(source: str, taken: Sequence[str] = ()) -> str:
