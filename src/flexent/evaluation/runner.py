@@ -6,7 +6,7 @@ procedural task spec) and are scored with the matching reward from :mod:`flexent
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,13 +95,3 @@ def run_benchmark(
             result.completions = list(texts)
         problems.append(result)
     return problems
-
-
-def summarize_problems(problems: Sequence[ProblemResult]) -> Mapping[str, int]:
-    """Totals for a log line: problems, samples, correct samples, unscorable samples."""
-    return {
-        "problems": len(problems),
-        "samples": sum(p.n for p in problems),
-        "correct": sum(p.correct for p in problems),
-        "unscorable": sum(p.unscorable for p in problems),
-    }
