@@ -17,6 +17,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "flexent.commands.plot_strategies",
         "Plot each entropy-control strategy's weight curves (w_up, w_low) as PNGs.",
     ),
+    "eval": (
+        "flexent.commands.eval",
+        "Sample K answers per problem; report mean@K, pass@k, maj@K.",
+    ),
+    "report": ("flexent.commands.report", "Figures and report.md from training run directories."),
 }
 
 

@@ -1,1 +1,1 @@
-"""Subcommands of the ``flexent`` CLI, one module each (see ``flexent.cli.COMMANDS``)."""
+"""Subcommands of the ``flexent`` CLI, one module each (see ``flexent.cli.COMMANDS``); each is cheap to import."""
