@@ -369,6 +369,16 @@ def test_inert_clipping_is_detected(v):
         and not clipping_is_inert(off_policy)
         and not clipping_is_inert(epochs)
     )
+    # verl splits the update batch by ppo_mini_batch_size whatever use_dynamic_bsz says
+    # (engine_workers.train_mini_batch); dynamic bsz only changes the micro-batches.
+    dynamic = v.compose(
+        [
+            "data.train_batch_size=64",
+            "actor_rollout_ref.actor.ppo_mini_batch_size=64",
+            "actor_rollout_ref.actor.use_dynamic_bsz=true",
+        ]
+    )
+    assert clipping_is_inert(dynamic)
 
 
 # --- checkpoints ---------------------------------------------------------------------------

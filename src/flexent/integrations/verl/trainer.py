@@ -39,10 +39,13 @@ TRAINER_MODE = "flexent_sync"
 
 
 def clipping_is_inert(config: Any) -> bool:
-    """True when each rollout batch feeds exactly one optimizer step (ratio == 1, METHOD §1)."""
+    """True when each rollout batch feeds exactly one optimizer step (ratio == 1, METHOD §1).
+
+    ``use_dynamic_bsz`` does not matter: verl splits the update batch into mini-batches of
+    ``ppo_mini_batch_size`` either way (``engine_workers.train_mini_batch``); dynamic batch size
+    only changes how each mini-batch is cut into micro-batches.
+    """
     actor = config.actor_rollout_ref.actor
-    if actor.get("use_dynamic_bsz", False):
-        return False  # mini-batch count then depends on token budgets, not on sizes alone
     return int(actor.ppo_epochs) == 1 and int(actor.ppo_mini_batch_size) >= int(
         config.data.train_batch_size
     )
