@@ -178,3 +178,66 @@ def test_region_stats_errors():
         region_stats(x, x, x, torch.ones(2, 4), entropy=x, eps_low=0.2, eps_high=0.2)
     with pytest.raises(ValueError, match="needs entropy"):
         region_masks(x, x, x, scheme="theory")
+
+
+# --- NaN / inf at padded positions, huge log-ratios ----------------------------------------
+
+
+def test_region_stats_ignore_nan_and_inf_padding():
+    """Two valid tokens and one padded slot holding -inf log-probs, NaN entropy and advantage.
+
+    Token 0: p = 0.9, H = 0.5, surprisal 0.105 <= H (expected), A = +1 -> E1, r = 1.1.
+    Token 1: p = 0.1, H = 0.5, surprisal 2.303 > H (surprising), A = -1 -> E4, r = 0.9.
+    Band [0.8, 1.2]: neither is clipped. pred_dH = -A p (ln p + H) / 2 valid tokens.
+    """
+    nan, ninf = float("nan"), float("-inf")
+    old = torch.tensor([[math.log(0.9), math.log(0.1), ninf]], dtype=torch.float64)
+    new = torch.tensor([[math.log(0.9 * 1.1), math.log(0.1 * 0.9), ninf]], dtype=torch.float64)
+    entropy = torch.tensor([[0.5, 0.5, nan]], dtype=torch.float64)
+    adv = torch.tensor([[1.0, -1.0, nan]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0]])
+    out = region_stats(
+        new, old, adv, mask, entropy=entropy, eps_low=0.2, eps_high=0.2, scheme="theory"
+    )
+    assert all(math.isfinite(float(v)) for v in out.values()), out
+    expected = {
+        "region/E1/share": 0.5,
+        "region/E1/ratio_mean": 1.1,
+        "region/E1/clip_frac": 0.0,
+        "region/E1/pred_dH": -0.9 * (math.log(0.9) + 0.5) / 2,
+        "region/E4/share": 0.5,
+        "region/E4/ratio_mean": 0.9,
+        "region/E4/clip_frac": 0.0,
+        "region/E4/pred_dH": 0.1 * (math.log(0.1) + 0.5) / 2,
+        "region/E2/share": 0.0,
+        "region/E3/ratio_mean": 0.0,
+    }
+    for key, value in expected.items():
+        assert float(out[key]) == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+def test_region_stats_clamp_the_log_ratio():
+    """logprobs - old_logprobs = 100 on the only valid token: the log-ratio is clamped to 20 (as
+    in the losses), so ratio_mean = e^20 instead of inf. p = 0.5, H = 1 >= ln 2: E1, clipped."""
+    old = torch.tensor([[math.log(0.5), 0.0]], dtype=torch.float64)
+    new = old + torch.tensor([[100.0, 0.0]], dtype=torch.float64)
+    out = region_stats(
+        new,
+        old,
+        torch.tensor([[1.0, 1.0]], dtype=torch.float64),
+        torch.tensor([[1, 0]]),
+        entropy=torch.tensor([[1.0, 1.0]], dtype=torch.float64),
+        eps_low=0.2,
+        eps_high=0.2,
+    )
+    assert float(out["region/E1/ratio_mean"]) == pytest.approx(math.exp(20.0), rel=1e-12)
+    assert float(out["region/E1/clip_frac"]) == 1.0
+    assert float(out["region/E1/pred_dH"]) == 0.0  # its gradient is clipped away
+
+
+@pytest.mark.parametrize("pad", [float("nan"), float("inf"), float("-inf")])
+def test_entropy_stats_ignore_non_finite_padding(pad):
+    """Valid entropies 1 and 3: mean 2, population std 1, min 1, max 3, whatever the pad holds."""
+    s = entropy_stats(torch.tensor([[1.0, 3.0, pad]]), torch.tensor([[1, 1, 0]]))
+    got = [float(s[k]) for k in ("entropy/mean", "entropy/std", "entropy/min", "entropy/max")]
+    assert got == [2.0, 1.0, 1.0, 3.0]

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from flexent.losses._common import LOG_RATIO_CLAMP
+
 REGIONS = ("E1", "E2", "E3", "E4")
 SCHEMES = {"theory": "region", "empirical": "region_emp"}
 
@@ -96,15 +98,20 @@ def entropy_second_term(logits: Tensor, chunk_size: int = 1024) -> Tensor:
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``values`` over ``mask`` (``[B, T]`` each) -> 0-dim; 0 when nothing is valid."""
-    m = mask.to(values.dtype)
-    return (values * m).sum() / m.sum().clamp(min=1.0)
+    """Mean of ``values`` over ``mask`` (``[B, T]`` each) -> 0-dim; 0 when nothing is valid.
+
+    Masked positions are selected away, not multiplied by 0, so NaN/inf there do not leak.
+    """
+    valid = mask > 0
+    total = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    return total.sum() / valid.sum().to(values.dtype).clamp(min=1.0)
 
 
 def entropy_stats(entropy: Tensor, mask: Tensor) -> dict[str, Tensor]:
     """``entropy/mean``, ``entropy/std``, ``entropy/min``, ``entropy/max`` over valid tokens.
 
-    ``entropy [B, T]`` (nats), ``mask [B, T]`` (bool or 0/1). All 0 when no token is valid.
+    ``entropy [B, T]`` (nats), ``mask [B, T]`` (bool or 0/1). All 0 when no token is valid;
+    masked positions may hold anything (NaN, inf).
 
     >>> s = entropy_stats(torch.tensor([[1.0, 3.0, 9.0]]), torch.tensor([[1, 1, 0]]))
     >>> [round(float(s[k]), 3) for k in ("entropy/mean", "entropy/std", "entropy/min", "entropy/max")]
@@ -113,6 +120,7 @@ def entropy_stats(entropy: Tensor, mask: Tensor) -> dict[str, Tensor]:
     _same_shape(entropy=entropy, mask=mask)
     entropy = entropy.detach().to(torch.promote_types(entropy.dtype, torch.float32))
     valid = mask > 0
+    entropy = torch.where(valid, entropy, entropy.new_zeros(()))
     mean = masked_mean(entropy, valid)
     var = masked_mean((entropy - mean) ** 2, valid)
     any_valid = valid.any()
@@ -228,6 +236,8 @@ def region_stats(
     = mean r over R; ``pred_dH`` = sum over R's unclipped tokens of the token term of
     :func:`predicted_entropy_change`, divided by the number of valid tokens (so the four regions
     add up to the whole batch's prediction under token-mean). Empty regions give 0.
+    Masked positions may hold anything (-inf log-probs, NaN entropy); the log-ratio is clamped
+    to +-``LOG_RATIO_CLAMP`` as in the losses, so every value is finite.
     """
     if scheme not in (*SCHEMES, "both"):
         raise ValueError(f"unknown scheme {scheme!r}; valid: theory, empirical, both")
@@ -237,7 +247,12 @@ def region_stats(
         old_logprobs, entropy = old_logprobs.to(dtype), entropy.to(dtype)
         advantages = _broadcast_advantages(advantages, old_logprobs).to(dtype)
         _same_shape(logprobs=logprobs, old_logprobs=old_logprobs, mask=mask, entropy=entropy)
-        ratio = (logprobs.to(dtype) - old_logprobs).exp()
+        valid, zero = mask > 0, old_logprobs.new_zeros(())
+        old_logprobs = torch.where(valid, old_logprobs, zero)
+        entropy = torch.where(valid, entropy, zero)
+        advantages = torch.where(valid, advantages, zero)
+        log_ratio = torch.where(valid, logprobs.to(dtype) - old_logprobs, zero)
+        ratio = log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP).exp()
         clipped = ((advantages > 0) & (ratio > 1 + torch.as_tensor(eps_high))) | (
             (advantages < 0) & (ratio < 1 - torch.as_tensor(eps_low))
         )
@@ -252,7 +267,7 @@ def region_stats(
             dh_full = predicted_entropy_change(
                 old_logprobs, advantages, entropy=ent, second_term=second
             )
-        n_valid = (mask > 0).sum().to(dtype).clamp(min=1.0)
+        n_valid = valid.sum().to(dtype).clamp(min=1.0)
         out: dict[str, Tensor] = {}
         for name in schemes:
             regions = region_masks(
@@ -272,14 +287,15 @@ def _one_region(
 ) -> dict[str, Tensor]:  # fmt: skip
     n = r_mask.sum().to(ratio.dtype)
     kept = r_mask & ~clipped  # tokens of R whose gradient survives the clip
+    zero = ratio.new_zeros(())
     out = {
         f"{key}/share": n / n_valid,
         f"{key}/clip_frac": (r_mask & clipped).sum().to(ratio.dtype) / n.clamp(min=1.0),
-        f"{key}/ratio_mean": (ratio * r_mask).sum() / n.clamp(min=1.0),
-        f"{key}/pred_dH": (dh * kept).sum() / n_valid,
+        f"{key}/ratio_mean": torch.where(r_mask, ratio, zero).sum() / n.clamp(min=1.0),
+        f"{key}/pred_dH": torch.where(kept, dh, zero).sum() / n_valid,
     }
-    if dh_full is not None:
-        out[f"{key}/pred_dH_full"] = (dh_full * kept).sum() / n_valid
+    if dh_full is not None:  # pi_old's logits at padded positions may give NaN: select, not mask
+        out[f"{key}/pred_dH_full"] = torch.where(kept, dh_full, zero).sum() / n_valid
     return out
 
 
