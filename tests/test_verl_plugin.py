@@ -186,6 +186,75 @@ def test_ce_gppo_works_with_plain_verl_config(v):
     assert m["actor/clip/eps_low_mean"] == pytest.approx(0.2)
 
 
+# --- verl's own loss keys -------------------------------------------------------------------
+
+
+def test_verl_kl_cov_keys_are_the_fallback(v):
+    """policy_loss.kl_cov_ratio / ppo_kl_coef reach flexent_kl_cov when loss_params lacks them:
+    the result equals flexent's kl_cov called with those values (token-mean = masked mean)."""
+    from flexent.integrations.verl import FlexentPolicyLossConfig
+    from flexent.losses import get_policy_loss
+
+    pl = FlexentPolicyLossConfig(loss_mode="flexent_kl_cov", kl_cov_ratio=0.5, ppo_kl_coef=0.3)
+    cfg = actor_config(v, pl)
+    old, new, adv, mask = batch(8)
+    loss, m = v.core_algos.get_policy_loss_fn("flexent_kl_cov")(
+        old, new, adv, mask, "token-mean", cfg
+    )
+    ref = get_policy_loss("kl_cov")(
+        new, old, adv, mask, eps_low=0.2, eps_high=0.28, kl_cov_ratio=0.5, kl_coef=0.3
+    )
+    want = ref.per_token_loss[mask].mean()
+    torch.testing.assert_close(loss, want, rtol=1e-12, atol=1e-12)
+    n = int(mask.sum())
+    assert m["actor/kl_cov/frac_penalised"] == pytest.approx((n // 2) / n)
+
+
+def test_verl_tau_keys_reach_flexent_sapo(v):
+    """actor.tau_pos / tau_neg drive flexent_sapo: equal to verl's own sapo (which reads the same
+    keys) under seq-mean-token-mean, the mode verl's sapo forces."""
+    from flexent.integrations.verl import FlexentPolicyLossConfig
+
+    cfg = actor_config(
+        v, FlexentPolicyLossConfig(loss_mode="flexent_sapo"), tau_pos=2.0, tau_neg=3.0
+    )
+    old, new, adv, mask = batch(9)
+    a, _ = v.core_algos.get_policy_loss_fn("flexent_sapo")(
+        old, new, adv, mask, "seq-mean-token-mean", cfg
+    )
+    b, _ = v.core_algos.get_policy_loss_fn("sapo")(old, new, adv, mask, "seq-mean-token-mean", cfg)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_verl_keys_resolution_and_conflicts(v):
+    from flexent.integrations.verl import FlexentPolicyLossConfig
+    from flexent.integrations.verl.config import verl_loss_params
+
+    pl = FlexentPolicyLossConfig(
+        loss_mode="flexent_clip_cov", clip_cov_ratio=0.01, clip_cov_lb=-2.0, clip_cov_ub=7.0
+    )
+    got = verl_loss_params("clip_cov", actor_config(v, pl))
+    assert got == {"clip_cov_ratio": 0.01, "clip_cov_lb": -2.0, "clip_cov_ub": 7.0}
+    # loss_params wins; a verl key left at verl's default is not "given": no conflict
+    # (the paper recipe sets loss_params.kl_coef=1.0 while ppo_kl_coef stays 0.1).
+    pl = FlexentPolicyLossConfig(loss_mode="flexent_kl_cov", loss_params={"kl_coef": 1.0})
+    got = verl_loss_params("kl_cov", actor_config(v, pl))
+    assert got == {"kl_coef": 1.0, "kl_cov_ratio": 0.0002}
+    # both given and equal: fine
+    FlexentPolicyLossConfig(
+        loss_mode="flexent_kl_cov", kl_cov_ratio=0.002, loss_params={"kl_cov_ratio": 0.002}
+    )
+    with pytest.raises(ValueError, match=r"policy_loss.kl_cov_ratio=0.5.*loss_params.kl_cov_ratio"):
+        FlexentPolicyLossConfig(
+            loss_mode="flexent_kl_cov", kl_cov_ratio=0.5, loss_params={"kl_cov_ratio": 0.1}
+        )
+    pl = FlexentPolicyLossConfig(loss_mode="flexent_sapo", loss_params={"tau_pos": 1.5})
+    with pytest.raises(ValueError, match=r"actor.tau_pos=2.0.*loss_params.tau_pos=1.5"):
+        verl_loss_params("sapo", actor_config(v, pl, tau_pos=2.0))
+    pl = FlexentPolicyLossConfig(loss_mode="flexent_ppo_clip")
+    assert verl_loss_params("ppo_clip", actor_config(v, pl, clip_ratio_c=4.0)) == {"clip_c": 4.0}
+
+
 # --- config -------------------------------------------------------------------------------
 
 

@@ -14,12 +14,13 @@ Hydra key in the message, before a GPU is touched.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
-from verl.workers.config import PolicyLossConfig
+from verl.workers.config import ActorConfig, PolicyLossConfig
 
 from flexent.losses import get_policy_loss, list_policy_losses, loss_param_names
 from flexent.strategies import Dynamic, Static, get_strategy
@@ -29,6 +30,22 @@ KEY = "actor_rollout_ref.actor.policy_loss"
 PREFIX = "flexent_"
 # Loss parameters the adapter supplies itself (from verl's config or its own state).
 _ADAPTER_PARAMS = {"generator"}
+# flexent loss parameter -> (section, key) of verl's own setting, the fallback when
+# ``loss_params`` lacks the parameter. Section "policy_loss" is ``actor.policy_loss``.
+VERL_PARAM_KEYS: dict[str, tuple[str, str]] = {
+    "clip_c": ("actor", "clip_ratio_c"),
+    "clip_cov_ratio": ("policy_loss", "clip_cov_ratio"),
+    "clip_cov_lb": ("policy_loss", "clip_cov_lb"),
+    "clip_cov_ub": ("policy_loss", "clip_cov_ub"),
+    "kl_cov_ratio": ("policy_loss", "kl_cov_ratio"),
+    "kl_coef": ("policy_loss", "ppo_kl_coef"),
+    "tau_pos": ("actor", "tau_pos"),
+    "tau_neg": ("actor", "tau_neg"),
+}
+_VERL_DEFAULTS = {
+    "actor": {f.name: f.default for f in dataclasses.fields(ActorConfig)},
+    "policy_loss": {f.name: f.default for f in dataclasses.fields(PolicyLossConfig)},
+}
 
 
 def flexent_loss_name(loss_mode: str) -> str:
@@ -39,6 +56,42 @@ def flexent_loss_name(loss_mode: str) -> str:
             f"{', '.join(PREFIX + n for n in list_policy_losses())}"
         )
     return loss_mode[len(PREFIX) :]
+
+
+def _resolve(name: str, params: dict, owners: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` plus verl's values for the accepted parameters it lacks (see
+    :func:`verl_loss_params`); ``owners`` maps a section to the config object holding it."""
+    out = dict(params)
+    accepted = loss_param_names(get_policy_loss(name))
+    for param, (section, key) in VERL_PARAM_KEYS.items():
+        owner = owners.get(section)
+        value = None if owner is None else getattr(owner, key, None)
+        if param not in accepted or value is None:
+            continue
+        if param not in out:
+            out[param] = value
+        elif value != _VERL_DEFAULTS[section].get(key) and value != out[param]:
+            where = "actor" if section == "actor" else f"actor.{section}"
+            raise ValueError(
+                f"actor_rollout_ref.{where}.{key}={value!r} and {KEY}.loss_params.{param}="
+                f"{out[param]!r} disagree; set one of them (flexent_{name} reads verl's key "
+                "when loss_params lacks it)"
+            )
+    return out
+
+
+def verl_loss_params(name: str, actor_config: Any) -> dict[str, Any]:
+    """Keyword parameters of flexent loss ``name`` for verl's actor config.
+
+    ``policy_loss.loss_params`` first; for a parameter it lacks, verl's own key
+    (:data:`VERL_PARAM_KEYS`: ``clip_ratio_c``, ``clip_cov_ratio/lb/ub``, ``kl_cov_ratio``,
+    ``ppo_kl_coef``, ``tau_pos``, ``tau_neg``). Both given and different is a ``ValueError``;
+    verl's key counts as given when it differs from verl's default (a config cannot tell an
+    explicit default from an untouched one).
+    """
+    pl = actor_config.policy_loss
+    params = dict(getattr(pl, "loss_params", None) or {})
+    return _resolve(name, params, {"actor": actor_config, "policy_loss": pl})
 
 
 def check_registered(loss_mode: str) -> None:
@@ -77,7 +130,7 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
         eps_clamp: ``[eps_min, eps_max]`` for the probability-dependent values.
         threshold_mode: ``implicit`` | ``old`` | ``detached``.
         loss_params: extra keyword parameters of the flexent loss (e.g. ``{beta1: 0.5}``);
-            ``ppo_clip``'s ``clip_c`` defaults to verl's ``actor.clip_ratio_c``.
+            a parameter verl also has falls back to verl's key (:func:`verl_loss_params`).
         seed: seed of the generator of randomised losses (``clip_cov``).
         region_scheme: ``theory`` | ``empirical`` | ``both`` | ``none`` for the E1..E4
             metrics (computed when the batch carries pi_old's per-token entropy).
@@ -134,6 +187,8 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
                 f"{KEY}.loss_params has unknown key(s) {unknown} for {self.loss_mode!r}; "
                 f"accepted: {sorted(accepted)}"
             )
+        # conflicts with this section's verl keys now; actor-level keys when the loss runs
+        _resolve(flexent_loss_name(self.loss_mode), dict(self.loss_params), {"policy_loss": self})
 
     def thresholds(self, *, eps_std: float) -> DynamicThresholds:
         """The :class:`DynamicThresholds` of this config with the given ``eps_std``."""

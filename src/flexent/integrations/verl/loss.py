@@ -24,7 +24,7 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.utils.losses import ppo_loss
 
 from flexent.diagnostics import region_stats
-from flexent.integrations.verl.config import PREFIX, FlexentPolicyLossConfig
+from flexent.integrations.verl.config import PREFIX, FlexentPolicyLossConfig, verl_loss_params
 from flexent.losses import get_policy_loss, list_policy_losses, loss_param_names
 
 RUNTIME_KEYS = ("flexent_step", "flexent_w_up", "flexent_w_low")
@@ -82,10 +82,8 @@ def thresholds_for(
 
 def _loss_params(name: str, config: Any, device: torch.device) -> dict[str, Any]:
     pl = config.policy_loss
-    params = dict(getattr(pl, "loss_params", None) or {})
+    params = verl_loss_params(name, config)
     accepted = loss_param_names(get_policy_loss(name))
-    if name == "ppo_clip":
-        params.setdefault("clip_c", config.get("clip_ratio_c", 3.0))  # verl's dual clip
     if "generator" in accepted:
         gens = pl.__dict__.setdefault("_flexent_generators", {})
         if str(device) not in gens:

@@ -29,7 +29,13 @@ from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.config import omega_conf_to_dataclass
 
-from flexent.integrations.verl.config import FlexentPolicyLossConfig, check_registered
+from flexent.integrations.verl.config import (
+    PREFIX,
+    FlexentPolicyLossConfig,
+    check_registered,
+    flexent_loss_name,
+    verl_loss_params,
+)
 from flexent.integrations.verl.controller import StepController
 from flexent.integrations.verl.loss import FlexentActorLoss
 from flexent.strategies import get_strategy
@@ -68,6 +74,8 @@ class FlexentPPOTrainer(PPOTrainerSync):
         actor_cfg = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
         pl = actor_cfg.policy_loss
         check_registered(pl.loss_mode)
+        if pl.loss_mode.startswith(PREFIX):  # verl keys vs loss_params, before any GPU work
+            verl_loss_params(flexent_loss_name(pl.loss_mode), actor_cfg)
         if self.config.get("distillation") and self.config.distillation.get("enabled", False):
             raise ValueError("trainer_mode=flexent_sync does not support distillation")
         if isinstance(pl, FlexentPolicyLossConfig):
