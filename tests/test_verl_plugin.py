@@ -255,6 +255,47 @@ def test_verl_keys_resolution_and_conflicts(v):
     assert verl_loss_params("ppo_clip", actor_config(v, pl, clip_ratio_c=4.0)) == {"clip_c": 4.0}
 
 
+def test_sapo_agg_mode_and_gspo_clip_ratios_warn(v):
+    """verl's sapo forces seq-mean-token-mean; flexent_sapo keeps actor.loss_agg_mode and warns.
+    GSPO clips a sequence ratio: token-level clip ratios (0.2 / 0.28) warn, 3e-4 / 4e-4 do not."""
+    import warnings
+
+    from flexent.integrations.verl import FlexentPolicyLossConfig
+    from flexent.integrations.verl.config import config_warnings
+
+    old, new, adv, mask = batch(10)
+    sapo = actor_config(v, FlexentPolicyLossConfig(loss_mode="flexent_sapo"))
+    fn = v.core_algos.get_policy_loss_fn("flexent_sapo")
+    with pytest.warns(UserWarning, match="seq-mean-token-mean"):
+        fn(old, new, adv, mask, "token-mean", sapo)
+    assert config_warnings(actor_config(v, FlexentPolicyLossConfig(loss_mode="flexent_sapo"))) != []
+    ok = actor_config(
+        v, FlexentPolicyLossConfig(loss_mode="flexent_sapo"), loss_agg_mode="seq-mean-token-mean"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fn(old, new, adv, mask, "seq-mean-token-mean", ok)
+    gspo = actor_config(v, FlexentPolicyLossConfig(loss_mode="flexent_gspo"))
+    assert any("3e-4" in w for w in config_warnings(gspo))
+    tight = actor_config(
+        v,
+        FlexentPolicyLossConfig(loss_mode="flexent_gspo"),
+        clip_ratio_low=3e-4,
+        clip_ratio_high=4e-4,
+    )
+    assert config_warnings(tight) == []
+
+
+@pytest.mark.parametrize("strategy", ["dynamic", "id", "did", "od", "target"])
+def test_gspo_refuses_dynamic_strategies(v, strategy):
+    """The thresholds are per token, GSPO's ratio is per sequence: only static makes sense."""
+    from flexent.integrations.verl import FlexentPolicyLossConfig
+
+    with pytest.raises(ValueError, match=r"flexent_gspo.*strategy=static"):
+        FlexentPolicyLossConfig(loss_mode="flexent_gspo", strategy=strategy)
+    FlexentPolicyLossConfig(loss_mode="flexent_gspo", strategy="static")
+
+
 # --- config -------------------------------------------------------------------------------
 
 

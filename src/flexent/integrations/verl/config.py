@@ -94,6 +94,40 @@ def verl_loss_params(name: str, actor_config: Any) -> dict[str, Any]:
     return _resolve(name, params, {"actor": actor_config, "policy_loss": pl})
 
 
+def config_warnings(actor_config: Any, loss_agg_mode: str | None = None) -> list[str]:
+    """Settings that run but probably do not mean what the user wants (one message each).
+
+    - ``flexent_sapo`` aggregates with ``actor.loss_agg_mode`` (or ``loss_agg_mode``), while
+      verl's ``sapo`` forces ``seq-mean-token-mean`` (the SAPO paper's); another mode is kept,
+      with this warning.
+    - ``flexent_gspo`` clips the sequence ratio, whose band is about 1e-4 wide (3e-4 / 4e-4 in
+      the GSPO paper); token-level clip ratios (verl's 0.2 default) barely ever clip it.
+    """
+    pl = actor_config.policy_loss
+    mode = getattr(pl, "loss_mode", "")
+    agg = loss_agg_mode or actor_config.loss_agg_mode
+    out = []
+    if mode == PREFIX + "sapo" and agg != "seq-mean-token-mean":
+        out.append(
+            f"flexent_sapo aggregates with loss_agg_mode={agg!r}; verl's sapo (and the SAPO "
+            "paper) use seq-mean-token-mean: set actor_rollout_ref.actor.loss_agg_mode="
+            "seq-mean-token-mean to match them"
+        )
+    if mode == PREFIX + "gspo":
+        clip = actor_config.clip_ratio
+        low = actor_config.clip_ratio_low if actor_config.clip_ratio_low is not None else clip
+        high = actor_config.clip_ratio_high if actor_config.clip_ratio_high is not None else clip
+        eps_std = getattr(pl, "eps_std", None)
+        low, high = (low, high) if eps_std is None else (eps_std, eps_std)
+        if max(float(low), float(high)) > 1e-2:
+            out.append(
+                f"flexent_gspo clips the sequence ratio, but eps_low/eps_high = {low}/{high} are "
+                "token-level values that almost never clip it: set actor_rollout_ref.actor."
+                "clip_ratio_low=3e-4 and clip_ratio_high=4e-4 (the GSPO paper's)"
+            )
+    return out
+
+
 def check_registered(loss_mode: str) -> None:
     """Fail loudly when a ``flexent_*`` loss is missing from verl's registry.
 
@@ -177,6 +211,12 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
                 )
             return
         check_registered(self.loss_mode)
+        if self.loss_mode == PREFIX + "gspo" and self.strategy != "static":
+            raise ValueError(
+                f"{KEY}.strategy={self.strategy!r} with loss_mode=flexent_gspo: flexent's "
+                "thresholds are per token but GSPO clips one ratio per sequence, so only "
+                "strategy=static is allowed (with actor.clip_ratio_low=3e-4, clip_ratio_high=4e-4)"
+            )
         fn = get_policy_loss(flexent_loss_name(self.loss_mode))
         if not isinstance(self.loss_params, Mapping):
             raise ValueError(f"{KEY}.loss_params must be a mapping, got {self.loss_params!r}")

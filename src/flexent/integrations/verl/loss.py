@@ -16,6 +16,7 @@ Two pieces, both running inside verl's actor workers:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -24,7 +25,12 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.utils.losses import ppo_loss
 
 from flexent.diagnostics import region_stats
-from flexent.integrations.verl.config import PREFIX, FlexentPolicyLossConfig, verl_loss_params
+from flexent.integrations.verl.config import (
+    PREFIX,
+    FlexentPolicyLossConfig,
+    config_warnings,
+    verl_loss_params,
+)
 from flexent.losses import get_policy_loss, list_policy_losses, loss_param_names
 
 RUNTIME_KEYS = ("flexent_step", "flexent_w_up", "flexent_w_low")
@@ -95,6 +101,15 @@ def _loss_params(name: str, config: Any, device: torch.device) -> dict[str, Any]
     return params
 
 
+def _warn_once(config: Any, loss_agg_mode: str) -> None:
+    """:func:`config_warnings` at the first call with this config object (per process)."""
+    if config.policy_loss.__dict__.setdefault("_flexent_warned", False):
+        return
+    config.policy_loss.__dict__["_flexent_warned"] = True
+    for msg in config_warnings(config, loss_agg_mode):
+        warnings.warn(msg, stacklevel=3)
+
+
 def verl_metrics(flexent_metrics: dict[str, torch.Tensor]) -> dict[str, float]:
     """flexent keys under ``actor/`` plus verl's own names for the shared quantities."""
     out = {f"actor/{k}": float(v.detach()) for k, v in flexent_metrics.items()}
@@ -124,6 +139,7 @@ def make_verl_loss(name: str) -> Any:
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         if config is None:
             raise ValueError(f"{PREFIX}{name} needs verl's actor config (config=None)")
+        _warn_once(config, loss_agg_mode)
         eps_low, eps_high = thresholds_for(config, old_log_prob, log_prob)
         params = _loss_params(name, config, log_prob.device)
         out = fn(

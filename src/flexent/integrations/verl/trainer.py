@@ -33,6 +33,7 @@ from flexent.integrations.verl.config import (
     PREFIX,
     FlexentPolicyLossConfig,
     check_registered,
+    config_warnings,
     flexent_loss_name,
     verl_loss_params,
 )
@@ -84,12 +85,14 @@ class FlexentPPOTrainer(PPOTrainerSync):
         else:
             strategy = get_strategy("static", total_steps=int(self.total_training_steps))
         self.flexent = StepController(strategy)
+        messages = config_warnings(actor_cfg)
         if clipping_is_inert(self.config):
-            msg = (
+            messages.append(
                 "flexent: ppo_epochs=1 and ppo_mini_batch_size >= train_batch_size, so each "
                 "rollout batch feeds one optimizer step, the ratio is 1 and clipping (hence "
                 "every flexent strategy) does nothing. Use several mini-batches or epochs."
             )
+        for msg in messages:
             logger.warning(msg)
             warnings.warn(msg, stacklevel=2)
         self.actor_rollout_wg.set_loss_fn(FlexentActorLoss(actor_cfg))
