@@ -91,14 +91,37 @@ def _loss_params(name: str, config: Any, device: torch.device) -> dict[str, Any]
     params = verl_loss_params(name, config)
     accepted = loss_param_names(get_policy_loss(name))
     if "generator" in accepted:
-        gens = pl.__dict__.setdefault("_flexent_generators", {})
-        if str(device) not in gens:
-            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-            gens[str(device)] = torch.Generator(device=device).manual_seed(
-                int(getattr(pl, "seed", 0)) + rank
-            )
-        params["generator"] = gens[str(device)]
+        params["generator"] = _generator(pl, device)
     return params
+
+
+def step_seed(seed: int, rank: int, step: int | None) -> int:
+    """Seed of the ``clip_cov`` generator of ``rank`` at training step ``step`` (k, from 0).
+
+    ``((seed * 1_000_003 + rank) * 1_000_033 + step) mod 2**63``: distinct for every rank and
+    step of a run (step < 1_000_033). ``step=None`` (no step delivered: verl's stock trainer)
+    gives ``seed + rank``, one generator for the whole run.
+    """
+    if step is None:
+        return (seed + rank) % 2**63
+    return ((seed * 1_000_003 + rank) * 1_000_033 + step) % 2**63
+
+
+def _generator(pl: Any, device: torch.device) -> torch.Generator:
+    """The generator of this worker and device, re-seeded when the training step changes.
+
+    Re-seeding from ``(seed, rank, step)`` makes the draws of a step independent of the steps
+    before it, so a run resumed from a checkpoint draws what the uninterrupted run drew; the
+    generator state lives in the worker processes, which verl's checkpoints do not reach.
+    """
+    step = runtime(pl).get("step")
+    gens = pl.__dict__.setdefault("_flexent_generators", {})
+    held = gens.get(str(device))
+    if held is None or held[0] != step:
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        seed = step_seed(int(getattr(pl, "seed", 0)), rank, step)
+        held = gens[str(device)] = (step, torch.Generator(device=device).manual_seed(seed))
+    return held[1]
 
 
 def _warn_once(config: Any, loss_agg_mode: str) -> None:
