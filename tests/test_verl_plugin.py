@@ -458,6 +458,71 @@ def test_trainer_update_actor_ships_weights(v):
     assert metrics["actor/clip/eps_high_mean"] == pytest.approx(0.28)
 
 
+def test_strategy_sees_mean_token_entropy(v, monkeypatch):
+    """verl's real _compute_old_log_prob under loss_agg_mode=seq-mean-token-sum, with a stand-in
+    TransferQueue and worker group: verl's actor/entropy is then the mean per-sequence entropy
+    SUM, but the strategy must see the mean token entropy (METHOD: H_k = mean over valid tokens).
+
+    Responses of 1, 4 and 3 tokens (prompt of 2): token entropies 1 | 2 2 2 2 | 3 3 3, so the
+    token mean is (1 + 8 + 9) / 8 = 2.25 and the seq-mean-token-sum is (1 + 8 + 9) / 3 = 6."""
+    import transfer_queue as tq
+    from tensordict import TensorDict
+
+    from flexent.integrations.verl import FlexentPPOTrainer
+    from flexent.integrations.verl.controller import StepController
+    from flexent.strategies import get_strategy
+
+    lengths, P = [1, 4, 3], 2
+    ent_rows = [torch.full((P + n,), float(h)) for n, h in zip(lengths, [1, 2, 3], strict=True)]
+    for row, n in zip(ent_rows, lengths, strict=True):
+        row[P + n - 1] = float("nan")  # the position after the last response token: not used
+
+    def nested(rows):
+        return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
+
+    store = TensorDict(
+        {"response_mask": nested([torch.ones(n, dtype=torch.long) for n in lengths])},
+        batch_size=[3],
+    )
+
+    def kv_batch_get(keys, partition_id, select_fields):
+        return store.select(*select_fields)
+
+    def kv_batch_put(keys, partition_id, fields):
+        store.update(fields)
+        return meta
+
+    monkeypatch.setattr(tq, "kv_batch_get", kv_batch_get)
+    monkeypatch.setattr(tq, "kv_batch_put", kv_batch_put)
+
+    class Meta(types.SimpleNamespace):
+        def __len__(self):
+            return 3
+
+    class FakeWG:
+        def compute_log_prob(self, batch):
+            store["entropy"] = nested([r.clone() for r in ent_rows])
+            store["log_probs"] = nested([torch.zeros(P + n) for n in lengths])
+            return Meta()
+
+    meta = Meta(keys=["a", "b", "c"], partition_id="train", extra_info={})
+    trainer = object.__new__(FlexentPPOTrainer)
+    trainer.config = v.compose(
+        [
+            "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum",
+            "actor_rollout_ref.rollout.calculate_log_probs=false",
+        ]
+    )
+    trainer.actor_rollout_wg, trainer.global_steps = FakeWG(), 1
+    trainer.flexent = StepController(get_strategy("target", total_steps=10))
+    metrics: dict = {}
+    trainer._compute_old_log_prob(meta, metrics)
+    assert metrics["actor/entropy"] == pytest.approx(6.0)  # verl's own, length-scaled
+    assert metrics["actor/entropy/mean"] == pytest.approx(2.25)
+    trainer.flexent.weights(1)
+    assert trainer.flexent.metrics()["actor/control/h_init"] == pytest.approx(2.25)
+
+
 def test_inert_clipping_is_detected(v):
     from flexent.integrations.verl.trainer import clipping_is_inert
 

@@ -3,8 +3,10 @@
 verl counts ``global_steps`` from 1; the strategies count k from 0 (METHOD §4: lambda_k = 1 - 2k/T
 starts at 1), so step k = global_steps - 1 and a run of T verl steps covers k = 0 .. T-1.
 The weights are computed once per verl step, at the first actor update of that step, from the
-mean token entropy measured on that step's rollouts (verl's ``actor/entropy``, the entropy of
-pi_old on the update batch); with ``parameter_sync_step > 1`` the later sub-batches reuse them.
+mean token entropy measured on that step's rollouts (pi_old's per-token entropy averaged over
+the update batch's response tokens, logged as ``actor/entropy/mean``; not verl's
+``actor/entropy``, which follows ``actor.loss_agg_mode``); with ``parameter_sync_step > 1`` the
+later sub-batches reuse them.
 """
 
 from __future__ import annotations

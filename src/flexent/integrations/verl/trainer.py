@@ -7,7 +7,10 @@ the plugin). Everything verl does is unchanged; four hooks are added:
   driver, check the loss is registered, warn when clipping is inert, install
   :class:`FlexentActorLoss` on the actor workers with ``set_loss_fn``; then verl resumes, and
   the strategy state is restored from the same ``global_step_N`` folder.
-- ``_compute_old_log_prob``: after verl, hand the step's ``actor/entropy`` to the strategy.
+- ``_compute_old_log_prob``: after verl, read pi_old's per-token ``entropy`` and the
+  ``response_mask`` of the batch back from TransferQueue and hand their mean token entropy to
+  the strategy (verl's ``actor/entropy`` is aggregated with ``actor.loss_agg_mode``, so under
+  the ``seq-mean-*`` modes it is not the mean token entropy); logged as ``actor/entropy/mean``.
 - ``_update_actor``: put ``flexent_step``/``flexent_w_up``/``flexent_w_low`` into the batch's
   ``extra_info`` (verl turns it into non-tensor data of every micro-batch), then call verl.
 - ``_save_checkpoint``: write ``flexent_strategy.json`` into ``global_step_N`` before verl marks
@@ -25,10 +28,12 @@ import os
 import warnings
 from typing import Any
 
+import transfer_queue as tq
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.config import omega_conf_to_dataclass
 
+from flexent.diagnostics import masked_mean
 from flexent.integrations.verl.config import (
     PREFIX,
     FlexentPolicyLossConfig,
@@ -120,8 +125,18 @@ class FlexentPPOTrainer(PPOTrainerSync):
 
     def _compute_old_log_prob(self, batch: Any, metrics: dict) -> Any:
         batch = super()._compute_old_log_prob(batch, metrics)
-        if "actor/entropy" in metrics:
-            self.flexent.observe_entropy(self.global_steps, metrics["actor/entropy"])
+        correction = self.config.algorithm.get("rollout_correction", None)
+        if correction and correction.get("bypass_mode", False):
+            return batch  # verl skipped the old-log-prob pass: no entropy was measured
+        data = tq.kv_batch_get(
+            keys=batch.keys,
+            partition_id=batch.partition_id,
+            select_fields=["entropy", "response_mask"],
+        ).to_padded_tensor()
+        entropy = float(masked_mean(data["entropy"].float(), data["response_mask"]))
+        # with parameter_sync_step > 1 the strategy keeps the first sub-batch's value: log that
+        metrics.setdefault("actor/entropy/mean", entropy)
+        self.flexent.observe_entropy(self.global_steps, entropy)
         return batch
 
     def _update_actor(self, batch: Any, metrics: dict) -> Any:
