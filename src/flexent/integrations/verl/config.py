@@ -165,7 +165,8 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
         threshold_mode: ``implicit`` | ``old`` | ``detached``.
         loss_params: extra keyword parameters of the flexent loss (e.g. ``{beta1: 0.5}``);
             a parameter verl also has falls back to verl's key (:func:`verl_loss_params`).
-        seed: seed of the generator of randomised losses (``clip_cov``).
+        seed: seed of the generator of randomised losses (``clip_cov``), re-seeded at each
+            step from (seed, rank, step) (:func:`flexent.integrations.verl.loss.step_seed`).
         region_scheme: ``theory`` | ``empirical`` | ``both`` | ``none`` for the E1..E4
             metrics (computed when the batch carries pi_old's per-token entropy).
     """
