@@ -15,14 +15,15 @@ import torch
 
 pytest.importorskip("trl")
 
-from flexent.integrations.trl import (  # noqa: E402
+from flexent.models import build_char_tokenizer, build_tiny_qwen2
+from flexent.thresholds import DynamicThresholds
+
+from flexent.integrations.trl import (
     EntropyControl,
     FlexentGRPOTrainer,
     InertClippingError,
     clipping_is_inert,
 )
-from flexent.models import build_char_tokenizer, build_tiny_qwen2  # noqa: E402
-from flexent.thresholds import DynamicThresholds  # noqa: E402
 
 
 def _reward(completions, **kwargs):
