@@ -12,7 +12,10 @@ import importlib
 import sys
 
 # name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("flexent.commands.train", "GRPO training with entropy control (TRL)"),
+    "demo": ("flexent.commands.demo", "the CPU main job: warm-up, GRPO with `id`, eval, report"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

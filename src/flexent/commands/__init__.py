@@ -1,0 +1,1 @@
+"""CLI subcommand modules (see ``flexent.cli.COMMANDS``); each is cheap to import."""
