@@ -1,0 +1,203 @@
+"""Probability-dependent clipping thresholds (METHOD §3) mixed with a static eps (§4).
+
+Each threshold is a decreasing linear function of the token probability p,
+
+    upper: H(p) = alpha_u * p + beta_u        lower: M(p) = alpha_l * p + beta_l
+
+and the effective per-token bounds of the clipped surrogate are
+
+    eps_high = w_up  * clamp(H_eff(p)) + (1 - w_up)  * eps_std
+    eps_low  = w_low * clamp(M_eff(p)) + (1 - w_low) * eps_std
+
+where ``H_eff`` / ``M_eff`` depend on ``mode``:
+
+- ``implicit`` (default, the paper's closed form): the paper defines eps on the *current*
+  probability and solves ``r <= 1 + H(pi_theta)`` for r, so the bound depends on pi_old only:
+  ``eps_high = (1 + beta_u) / (1 - alpha_u p_old) - 1`` and
+  ``eps_low = 1 - (1 - beta_l) / (1 + alpha_l p_old)``.
+- ``old``: ``H(p_old)``, ``M(p_old)``.
+- ``detached``: ``H(sg(pi_theta))``, ``M(sg(pi_theta))`` on the detached current probability.
+
+A float instead of ``(alpha, beta)`` is a fixed eps (the clip-higher / clip-lower ablation of
+§4: the same strategies, with H(p) or M(p) replaced by a constant). Fixed floats are used as
+given; only the probability-dependent values are clamped to ``eps_clamp``. The mix is written
+``w * dyn + (1 - w) * eps_std`` so that ``w = 0`` gives exactly ``eps_std`` and ``w = 1`` exactly
+the dynamic value.
+
+>>> import math, torch
+>>> th = DynamicThresholds()
+>>> old = torch.tensor([[float("-inf"), math.log(0.5), 0.0]])   # p_old = 0, 0.5, 1
+>>> eps_low, eps_high = th(old, w_up=1.0, w_low=1.0)
+>>> [round(v, 4) for v in eps_high[0].tolist()], [round(v, 4) for v in eps_low[0].tolist()]
+([0.5, 0.3333, 0.2], [0.3, 0.2513, 0.1954])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+MODES = ("implicit", "old", "detached")
+
+Linear = tuple[float, float]
+
+
+def _check_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def _check_open_unit(name: str, value: Any) -> float:
+    value = _check_number(name, value)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
+    return value
+
+
+def _check_weight(name: str, value: Any) -> float:
+    if isinstance(value, Tensor):
+        raise ValueError(f"{name} must be a Python float in [0, 1], got a tensor")
+    value = _check_number(name, value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    return value
+
+
+def _check_linear(name: str, value: Any, *, lower_side: bool, mode: str) -> Linear | float:
+    """Validate ``(alpha, beta)`` (decreasing line) or a fixed float eps."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _check_open_unit(name, value)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name} must be a float or a pair (alpha, beta), got {value!r}")
+    alpha = _check_number(f"{name}[0] (alpha)", value[0])
+    beta = _check_open_unit(f"{name}[1] (beta)", value[1])
+    if alpha >= 0.0:
+        raise ValueError(f"{name}[0] (alpha) must be < 0 (a decreasing threshold), got {alpha!r}")
+    if lower_side and mode == "implicit" and 1.0 + alpha <= 0.0:
+        # eps_low = 1 - (1 - beta) / (1 + alpha p) needs 1 + alpha p > 0 for all p in [0, 1].
+        raise ValueError(f"{name}[0] (alpha) must be > -1 in implicit mode, got {alpha!r}")
+    return (alpha, beta)
+
+
+@dataclass(frozen=True)
+class DynamicThresholds:
+    """Per-token clipping thresholds ``eps_low, eps_high`` (see module docstring).
+
+    Args:
+        upper: ``(alpha_u, beta_u)`` with ``alpha_u < 0``, or a fixed eps_high in (0, 1).
+        lower: ``(alpha_l, beta_l)`` with ``alpha_l < 0``, or a fixed eps_low in (0, 1).
+        eps_std: the static eps mixed in with weight ``1 - w`` (GRPO's 0.2).
+        eps_clamp: ``(eps_min, eps_max)`` applied to the probability-dependent values.
+        mode: ``"implicit"`` | ``"old"`` | ``"detached"``.
+    """
+
+    upper: Linear | float = (-0.25, 0.5)
+    lower: Linear | float = (-0.13, 0.3)
+    eps_std: float = 0.2
+    eps_clamp: tuple[float, float] = (0.05, 0.6)
+    mode: str = "implicit"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+        upper = _check_linear("upper", self.upper, lower_side=False, mode=self.mode)
+        lower = _check_linear("lower", self.lower, lower_side=True, mode=self.mode)
+        eps_std = _check_open_unit("eps_std", self.eps_std)
+        if not isinstance(self.eps_clamp, (tuple, list)) or len(self.eps_clamp) != 2:
+            raise ValueError(f"eps_clamp must be a pair (eps_min, eps_max), got {self.eps_clamp!r}")
+        lo = _check_open_unit("eps_clamp[0] (eps_min)", self.eps_clamp[0])
+        hi = _check_open_unit("eps_clamp[1] (eps_max)", self.eps_clamp[1])
+        if lo > hi:
+            raise ValueError(f"eps_clamp must have eps_min <= eps_max, got {self.eps_clamp!r}")
+        object.__setattr__(self, "upper", upper)
+        object.__setattr__(self, "lower", lower)
+        object.__setattr__(self, "eps_std", eps_std)
+        object.__setattr__(self, "eps_clamp", (lo, hi))
+
+    def __call__(
+        self,
+        old_logprobs: Tensor,
+        w_up: float = 1.0,
+        w_low: float = 0.0,
+        logprobs: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Return ``(eps_low, eps_high)``, each shaped like ``old_logprobs`` ``[B, T]``.
+
+        ``logprobs`` (current policy, ``[B, T]``) is needed only in ``detached`` mode. The
+        outputs carry no gradient and are float32 or wider.
+        """
+        w_up = _check_weight("w_up", w_up)
+        w_low = _check_weight("w_low", w_low)
+        p = self._probabilities(old_logprobs, logprobs)
+        eps_high = self._mix(self._dynamic(p, upper=True), w_up, p)
+        eps_low = self._mix(self._dynamic(p, upper=False), w_low, p)
+        return eps_low, eps_high
+
+    def _probabilities(self, old_logprobs: Tensor, logprobs: Tensor | None) -> Tensor:
+        source = old_logprobs
+        if self.mode == "detached":
+            if logprobs is None:
+                raise ValueError("mode='detached' needs logprobs (the current policy's), got None")
+            if logprobs.shape != old_logprobs.shape:
+                raise ValueError(
+                    f"logprobs shape {tuple(logprobs.shape)} != old_logprobs shape "
+                    f"{tuple(old_logprobs.shape)}"
+                )
+            source = logprobs
+        dtype = torch.promote_types(source.dtype, torch.float32)
+        # Log-probs are <= 0; clamp rounding noise so that p stays in [0, 1].
+        return source.detach().to(dtype).clamp(max=0.0).exp()
+
+    def _dynamic(self, p: Tensor, *, upper: bool) -> Tensor | float:
+        spec = self.upper if upper else self.lower
+        if isinstance(spec, float):
+            return spec
+        alpha, beta = spec
+        if self.mode == "implicit":
+            if upper:
+                eps = (1.0 + beta) / (1.0 - alpha * p) - 1.0
+            else:
+                eps = 1.0 - (1.0 - beta) / (1.0 + alpha * p)
+        else:
+            eps = alpha * p + beta
+        return eps.clamp(self.eps_clamp[0], self.eps_clamp[1])
+
+    def _mix(self, dyn: Tensor | float, w: float, p: Tensor) -> Tensor:
+        # The end points are returned as they are, so that w = 0 is exactly eps_std even where
+        # p is NaN (e.g. garbage in padded positions) and w = 1 is exactly the dynamic value.
+        std = torch.full_like(p, self.eps_std)
+        if w == 0.0:
+            return std
+        dyn = torch.full_like(p, dyn) if isinstance(dyn, float) else dyn
+        if w == 1.0:
+            return dyn
+        return w * dyn + (1.0 - w) * std
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DynamicThresholds:
+        """Build from a plain mapping (e.g. a YAML section); unknown keys are errors."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"thresholds config must be a mapping, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown thresholds keys {unknown}; valid keys: {sorted(known)}")
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML/JSON-friendly dict (pairs as lists) that ``from_dict`` reads back."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
