@@ -112,7 +112,7 @@ def test_resume_matches_uninterrupted_run(setup):
 
 
 def test_refuses_to_overwrite_and_bad_config(setup, capsys):
-    tmp_path, cfg, _ = setup
+    _, cfg, _ = setup
     assert main(["train", str(cfg), "trainer.max_steps=1"]) == 0
     with pytest.raises(FileExistsError, match="--resume"):
         main(["train", str(cfg), "trainer.max_steps=1"])
