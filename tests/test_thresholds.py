@@ -186,3 +186,13 @@ def test_dict_round_trip() -> None:
         DynamicThresholds.from_dict({"upper_slope": -0.2})
     with pytest.raises(ValueError, match="upper"):
         DynamicThresholds.from_dict({"upper": [0.3, 0.5]})
+
+
+@pytest.mark.parametrize("mode", ["implicit", "old", "detached"])
+def test_inputs_are_not_modified(mode: str) -> None:
+    # the thresholds are computed with in-place steps on internal buffers only
+    old = torch.tensor([[-0.1, -1.0, -3.0]])
+    cur = torch.tensor([[-0.2, -0.5, -2.0]])
+    old_copy, cur_copy = old.clone(), cur.clone()
+    DynamicThresholds(mode=mode)(old, w_up=0.5, w_low=1.0, logprobs=cur)
+    assert torch.equal(old, old_copy) and torch.equal(cur, cur_copy)

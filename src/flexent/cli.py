@@ -15,6 +15,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("flexent.commands.train", "GRPO training with entropy control (TRL)"),
     "demo": ("flexent.commands.demo", "the CPU main job: warm-up, GRPO with `id`, eval, report"),
+    "plot-strategies": (
+        "flexent.commands.plot_strategies",
+        "Plot each entropy-control strategy's weight curves (w_up, w_low) as PNGs.",
+    ),
 }
 
 

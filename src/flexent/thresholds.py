@@ -138,8 +138,9 @@ class DynamicThresholds:
         w_up = _check_weight("w_up", w_up)
         w_low = _check_weight("w_low", w_low)
         p = self._probabilities(old_logprobs, logprobs)
-        eps_high = self._mix(self._dynamic(p, upper=True), w_up, p)
-        eps_low = self._mix(self._dynamic(p, upper=False), w_low, p)
+        eps_high = self._mix(p, w_up, upper=True, reuse=False)
+        # p is not needed after this, so the lower threshold is computed in p's own buffer.
+        eps_low = self._mix(p, w_low, upper=False, reuse=True)
         return eps_low, eps_high
 
     def _probabilities(self, old_logprobs: Tensor, logprobs: Tensor | None) -> Tensor:
@@ -155,32 +156,49 @@ class DynamicThresholds:
             source = logprobs
         dtype = torch.promote_types(source.dtype, torch.float32)
         # Log-probs are <= 0; clamp rounding noise so that p stays in [0, 1].
-        return source.detach().to(dtype).clamp(max=0.0).exp()
+        return source.detach().to(dtype).clamp(max=0.0).exp_()
 
-    def _dynamic(self, p: Tensor, *, upper: bool) -> Tensor | float:
-        spec = self.upper if upper else self.lower
-        if isinstance(spec, float):
-            return spec
+    def _dynamic(self, p: Tensor, spec: Linear, *, upper: bool, reuse: bool) -> Tensor:
         alpha, beta = spec
-        if self.mode == "implicit":
-            if upper:
-                eps = (1.0 + beta) / (1.0 - alpha * p) - 1.0
-            else:
-                eps = 1.0 - (1.0 - beta) / (1.0 + alpha * p)
+        # One multiply (into p itself when reuse), then in-place steps: no gradient is needed,
+        # and every extra [B, T] temporary costs time and memory in the training step.
+        slope = -alpha if (upper and self.mode == "implicit") else alpha
+        eps = p.mul_(slope) if reuse else p * slope
+        if self.mode != "implicit":
+            eps.add_(beta)  # alpha p + beta
+        elif upper:
+            eps.add_(1.0).reciprocal_().mul_(1.0 + beta).sub_(1.0)  # (1+b)/(1-a p) - 1
         else:
-            eps = alpha * p + beta
-        return eps.clamp(self.eps_clamp[0], self.eps_clamp[1])
+            eps.add_(1.0).reciprocal_().mul_(beta - 1.0).add_(1.0)  # 1 - (1-b)/(1+a p)
+        lo, hi = self.eps_clamp
+        # eps is monotone in p and p lies in [0, 1], so its range is [f(1), f(0)]; skip the
+        # clamp pass when that range is inside [lo, hi] (the result is identical).
+        f0, f1 = self._scalar(spec, 0.0, upper=upper), self._scalar(spec, 1.0, upper=upper)
+        if lo <= min(f0, f1) and max(f0, f1) <= hi:
+            return eps
+        return eps.clamp_(lo, hi)
 
-    def _mix(self, dyn: Tensor | float, w: float, p: Tensor) -> Tensor:
+    def _scalar(self, spec: Linear, p: float, *, upper: bool) -> float:
+        """The unclamped dynamic eps at a Python-float probability (same formulas as above)."""
+        alpha, beta = spec
+        if self.mode != "implicit":
+            return alpha * p + beta
+        if upper:
+            return (1.0 + beta) / (1.0 - alpha * p) - 1.0
+        return 1.0 - (1.0 - beta) / (1.0 + alpha * p)
+
+    def _mix(self, p: Tensor, w: float, *, upper: bool, reuse: bool) -> Tensor:
         # The end points are returned as they are, so that w = 0 is exactly eps_std even where
         # p is NaN (e.g. garbage in padded positions) and w = 1 is exactly the dynamic value.
-        std = torch.full_like(p, self.eps_std)
         if w == 0.0:
-            return std
-        dyn = torch.full_like(p, dyn) if isinstance(dyn, float) else dyn
+            return torch.full_like(p, self.eps_std)
+        spec = self.upper if upper else self.lower
+        if isinstance(spec, float):
+            return torch.full_like(p, w * spec + (1.0 - w) * self.eps_std)
+        dyn = self._dynamic(p, spec, upper=upper, reuse=reuse)
         if w == 1.0:
             return dyn
-        return w * dyn + (1.0 - w) * std
+        return dyn.mul_(w).add_((1.0 - w) * self.eps_std)  # dyn is a fresh tensor of ours
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DynamicThresholds:

@@ -1,1 +1,1 @@
-"""CLI subcommand modules (see ``flexent.cli.COMMANDS``); each is cheap to import."""
+"""Subcommands of the ``flexent`` CLI, one module each (see ``flexent.cli.COMMANDS``)."""

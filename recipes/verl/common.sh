@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Shared launcher for flexent's verl recipes (sourced by paper.sh and smoke_1gpu.sh).
+# Every override below is a key of verl 0.9.1's ppo_trainer.yaml; tests/test_verl_recipes.py
+# composes them with verl's real Hydra config. FLEXENT_DRY_RUN=1 prints them instead of running.
+
+# flexent_method_args METHOD: the policy-loss overrides of one method (paper §5 baselines, §4 strategies).
+flexent_method_args() {
+  local pl=actor_rollout_ref.actor.policy_loss
+  local flex=("$pl._target_=flexent.integrations.verl.FlexentPolicyLossConfig")
+  case "$1" in
+    grpo)         echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" \
+                    actor_rollout_ref.actor.clip_ratio_low=0.2 actor_rollout_ref.actor.clip_ratio_high=0.2 ;;
+    clip_higher)  echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" \
+                    actor_rollout_ref.actor.clip_ratio_low=0.2 actor_rollout_ref.actor.clip_ratio_high=0.28 ;;
+    clip_cov)     echo "${flex[@]}" "$pl.loss_mode=flexent_clip_cov" \
+                    "+$pl.loss_params.clip_cov_ratio=0.0002" "+$pl.loss_params.clip_cov_lb=1.0" "+$pl.loss_params.clip_cov_ub=5.0" ;;
+    kl_cov)       echo "${flex[@]}" "$pl.loss_mode=flexent_kl_cov" \
+                    "+$pl.loss_params.kl_cov_ratio=${KL_COV_RATIO:-0.002}" "+$pl.loss_params.kl_coef=1.0" ;;
+    ce_gppo)      echo "${flex[@]}" "$pl.loss_mode=flexent_ce_gppo" \
+                    "+$pl.loss_params.beta1=${CE_GPPO_BETA1:-0.75}" "+$pl.loss_params.beta2=1.0" ;;
+    id|did)       echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.strategy=$1" \
+                    "+$pl.strategy_params.phase_ratio=${PHASE_RATIO:-0.5}" ;;
+    od)           echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.strategy=od" ;;
+    *) echo "unknown method '$1' (grpo clip_higher clip_cov kl_cov ce_gppo id did od)" >&2; return 2 ;;
+  esac
+}
+
+# flexent_launch ARG...: run verl's trainer with flexent's trainer mode (or print the args).
+flexent_launch() {
+  local args=(trainer.v1.trainer_mode=flexent_sync "$@")
+  if [[ "${FLEXENT_DRY_RUN:-0}" == "1" ]]; then
+    printf '%s\n' "${args[@]}"
+  else
+    python3 -m verl.trainer.main_ppo "${args[@]}"
+  fi
+}

@@ -1,0 +1,48 @@
+"""flexent in verl 0.9.1: a plugin, not a fork (see docs/verl.md).
+
+verl imports this package in every process through its ``verl.plugins`` entry point (declared
+in flexent's pyproject.toml; ``VERL_USE_EXTERNAL_MODULES=flexent.integrations.verl`` is the
+fallback). Importing it
+
+- registers every flexent loss in verl's policy-loss registry as ``flexent_<name>``
+  (``flexent_ppo_clip``, ``flexent_ce_gppo``, ``flexent_clip_cov``, ``flexent_kl_cov``,
+  ``flexent_gspo``, ``flexent_sapo``);
+- registers the trainer mode ``flexent_sync`` (verl's sync v1 trainer that delivers the
+  training step and the rollout entropy to the loss, and checkpoints the strategy state),
+  when verl's v1 trainer is importable (it needs the ``TransferQueue`` package);
+- exports :class:`FlexentPolicyLossConfig`, the ``_target_`` of ``actor.policy_loss``.
+
+Nothing here is imported by flexent's core modules.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import verl  # noqa: F401  (first: verl finishes its own init, plugin loading included)
+
+from flexent.integrations.verl.config import (
+    FlexentPolicyLossConfig,
+    check_registered,
+    flexent_loss_name,
+)
+from flexent.integrations.verl.controller import StepController
+from flexent.integrations.verl.loss import FlexentActorLoss, register_all
+
+REGISTERED_LOSSES = register_all()
+
+if importlib.util.find_spec("transfer_queue") is not None:
+    from flexent.integrations.verl.trainer import TRAINER_MODE, FlexentPPOTrainer
+else:  # verl's v1 trainer cannot run here either; the losses still work with other trainers
+    TRAINER_MODE, FlexentPPOTrainer = "flexent_sync", None  # type: ignore[misc,assignment]
+
+__all__ = [
+    "REGISTERED_LOSSES",
+    "TRAINER_MODE",
+    "FlexentActorLoss",
+    "FlexentPPOTrainer",
+    "FlexentPolicyLossConfig",
+    "StepController",
+    "check_registered",
+    "flexent_loss_name",
+]

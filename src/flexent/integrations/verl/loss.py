@@ -1,0 +1,232 @@
+"""flexent's policy losses in verl's registry, and the loss function that delivers the step.
+
+Two pieces, both running inside verl's actor workers:
+
+- :func:`register_all` puts every flexent loss into verl's ``POLICY_LOSS_REGISTRY`` as
+  ``flexent_<name>`` with verl's signature ``fn(old_log_prob, log_prob, advantages,
+  response_mask, loss_agg_mode, config, rollout_is_weights) -> (loss, metrics)``. The thresholds
+  come from ``config.policy_loss`` (a :class:`FlexentPolicyLossConfig`) mixed with the step's
+  ``(w_up, w_low)``; reduction is verl's own ``agg_loss`` with ``config.global_batch_info``, so
+  every ``loss_agg_mode`` and the data-parallel normalisation behave exactly as verl's losses.
+- :class:`FlexentActorLoss` wraps verl's ``ppo_loss``. verl passes no step to a policy loss, so
+  the trainer (``trainer.py``) puts ``flexent_step``, ``flexent_w_up``, ``flexent_w_low`` into
+  the update batch as non-tensor data; this wrapper reads them from the micro-batch, hands them
+  to the registered loss through the config object both share, and clears them afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
+from verl.utils import tensordict_utils as tu
+from verl.workers.utils.losses import ppo_loss
+
+from flexent.diagnostics import region_stats
+from flexent.integrations.verl.config import PREFIX, FlexentPolicyLossConfig
+from flexent.losses import get_policy_loss, list_policy_losses, loss_param_names
+
+RUNTIME_KEYS = ("flexent_step", "flexent_w_up", "flexent_w_low")
+_SLOT = "_flexent_runtime"
+
+
+def runtime(policy_loss_cfg: Any) -> dict[str, Any]:
+    """Per-call values (step, weights, pi_old entropy) attached to the ``policy_loss`` config.
+
+    A plain attribute outside the dataclass fields: verl's frozen configs allow setting a new
+    name once, and the dict itself is mutable (as verl's own ``global_batch_info``).
+    """
+    slot = policy_loss_cfg.__dict__.get(_SLOT)
+    if slot is None:
+        slot = {}
+        object.__setattr__(policy_loss_cfg, _SLOT, slot)
+    return slot
+
+
+def step_weights(config: Any) -> tuple[float, float]:
+    """``(w_up, w_low)`` for this call: delivered by the trainer, or constant strategies."""
+    pl = config.policy_loss
+    rt = runtime(pl)
+    if "w_up" in rt:
+        return float(rt["w_up"]), float(rt["w_low"])
+    if not isinstance(pl, FlexentPolicyLossConfig):
+        return 0.0, 0.0  # plain PolicyLossConfig: verl's clip_ratio_low/high, static
+    if pl.step_free:
+        return pl.build_strategy(total_steps=1).weights(0)
+    raise RuntimeError(
+        f"strategy {pl.strategy!r} changes with the training step, but no step reached the "
+        "loss: run verl with trainer.v1.trainer_mode=flexent_sync (see docs/verl.md)"
+    )
+
+
+def thresholds_for(
+    config: Any, old_log_prob: torch.Tensor, log_prob: torch.Tensor
+) -> tuple[torch.Tensor | float, torch.Tensor | float]:
+    """``(eps_low, eps_high)`` ``[B, T]`` (or floats where the weight is 0)."""
+    pl = config.policy_loss
+    clip_low = config.clip_ratio_low if config.clip_ratio_low is not None else config.clip_ratio
+    clip_high = config.clip_ratio_high if config.clip_ratio_high is not None else config.clip_ratio
+    eps_std = getattr(pl, "eps_std", None)
+    std_low, std_high = (clip_low, clip_high) if eps_std is None else (eps_std, eps_std)
+    w_up, w_low = step_weights(config)
+    eps_high: torch.Tensor | float = float(std_high)
+    eps_low: torch.Tensor | float = float(std_low)
+    # w = 0 is exactly eps_std: keep it a Python float so the clip bound is computed as verl does.
+    if w_up != 0.0:
+        eps_high = pl.thresholds(eps_std=std_high)(old_log_prob, w_up, 0.0, log_prob)[1]
+    if w_low != 0.0:
+        eps_low = pl.thresholds(eps_std=std_low)(old_log_prob, 0.0, w_low, log_prob)[0]
+    return eps_low, eps_high
+
+
+def _loss_params(name: str, config: Any, device: torch.device) -> dict[str, Any]:
+    pl = config.policy_loss
+    params = dict(getattr(pl, "loss_params", None) or {})
+    accepted = loss_param_names(get_policy_loss(name))
+    if name == "ppo_clip":
+        params.setdefault("clip_c", config.get("clip_ratio_c", 3.0))  # verl's dual clip
+    if "generator" in accepted:
+        gens = pl.__dict__.setdefault("_flexent_generators", {})
+        if str(device) not in gens:
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            gens[str(device)] = torch.Generator(device=device).manual_seed(
+                int(getattr(pl, "seed", 0)) + rank
+            )
+        params["generator"] = gens[str(device)]
+    return params
+
+
+def verl_metrics(flexent_metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """flexent keys under ``actor/`` plus verl's own names for the shared quantities."""
+    out = {f"actor/{k}": float(v.detach()) for k, v in flexent_metrics.items()}
+    aliases = {
+        "actor/pg_clipfrac": "clip/frac",
+        "actor/ppo_kl": "policy/kl_k1",
+        "actor/pg_clipfrac_lower": "clip/frac_dual",
+    }
+    for verl_key, key in aliases.items():
+        if key in flexent_metrics:
+            out[verl_key] = float(flexent_metrics[key].detach())
+    return out
+
+
+def make_verl_loss(name: str) -> Any:
+    """verl-signature wrapper of flexent loss ``name`` (see the module docstring)."""
+    fn = get_policy_loss(name)
+
+    def verl_policy_loss(
+        old_log_prob: torch.Tensor,
+        log_prob: torch.Tensor,
+        advantages: torch.Tensor,
+        response_mask: torch.Tensor,
+        loss_agg_mode: str = "token-mean",
+        config: Any = None,
+        rollout_is_weights: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        if config is None:
+            raise ValueError(f"{PREFIX}{name} needs verl's actor config (config=None)")
+        eps_low, eps_high = thresholds_for(config, old_log_prob, log_prob)
+        params = _loss_params(name, config, log_prob.device)
+        out = fn(
+            log_prob,
+            old_log_prob,
+            advantages,
+            response_mask,
+            eps_low=eps_low,
+            eps_high=eps_high,
+            **params,
+        )
+        per_token = out.per_token_loss
+        if rollout_is_weights is not None:
+            per_token = per_token * rollout_is_weights
+        loss = agg_loss(
+            loss_mat=per_token,
+            loss_mask=response_mask,
+            loss_agg_mode=loss_agg_mode,
+            **config.global_batch_info,
+        )
+        metrics = verl_metrics(out.metrics)
+        metrics.update(
+            _region_metrics(
+                config, log_prob, old_log_prob, advantages, response_mask, eps_low, eps_high
+            )
+        )
+        metrics.update(
+            {
+                f"actor/control/{k}": float(v)
+                for k, v in zip(("w_up", "w_low"), step_weights(config), strict=True)
+            }
+        )
+        return loss, metrics
+
+    verl_policy_loss.__name__ = verl_policy_loss.__qualname__ = f"{PREFIX}{name}"
+    verl_policy_loss.__doc__ = f"flexent loss {name!r} in verl's policy-loss signature."
+    return verl_policy_loss
+
+
+def _region_metrics(
+    config, log_prob, old_log_prob, advantages, mask, eps_low, eps_high
+) -> dict[str, float]:
+    scheme = getattr(config.policy_loss, "region_scheme", "theory")
+    entropy = runtime(config.policy_loss).get("old_entropy")
+    if scheme == "none" or entropy is None or entropy.shape != old_log_prob.shape:
+        return {}
+    stats = region_stats(
+        log_prob.detach(),
+        old_log_prob,
+        advantages,
+        mask,
+        entropy=entropy,
+        eps_low=eps_low,
+        eps_high=eps_high,
+        scheme=scheme,
+    )
+    return {f"actor/{k}": float(v) for k, v in stats.items()}
+
+
+def register_all() -> list[str]:
+    """Register every flexent loss in verl's registry as ``flexent_<name>``; returns the names."""
+    names = []
+    for name in list_policy_losses():
+        register_policy_loss(PREFIX + name)(make_verl_loss(name))
+        names.append(PREFIX + name)
+    return names
+
+
+class FlexentActorLoss:
+    """verl's ``ppo_loss`` with flexent's per-step values delivered to the policy loss.
+
+    Installed by :class:`~flexent.integrations.verl.trainer.FlexentPPOTrainer` with
+    ``actor_rollout_wg.set_loss_fn``; picklable (it travels to every actor worker).
+    """
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def __call__(self, model_output: Any, data: Any, dp_group: Any = None) -> Any:
+        rt = runtime(self.config.policy_loss)
+        values = {k: tu.get_non_tensor_data(data, k, None) for k in RUNTIME_KEYS}
+        if any(v is not None for v in values.values()):
+            if any(v is None for v in values.values()):
+                raise RuntimeError(f"incomplete flexent step data in the batch: {values}")
+            rt.update(step=int(values["flexent_step"]), w_up=float(values["flexent_w_up"]))
+            rt["w_low"] = float(values["flexent_w_low"])
+        rt["old_entropy"] = _old_entropy(data)
+        try:
+            return ppo_loss(self.config, model_output, data, dp_group)
+        finally:
+            rt.clear()
+
+
+def _old_entropy(data: Any) -> torch.Tensor | None:
+    """pi_old's per-token entropy ``[B, T]`` when the batch carries it (verl's v1 trainer
+    writes it as ``entropy`` next to ``old_log_probs``), else None."""
+    # TensorDict does not support `in` on itself: ask its keys.
+    if "entropy" not in data.keys() or "response_mask" not in data.keys():  # noqa: SIM118
+        return None
+    padded = data.select("response_mask", "entropy").to_padded_tensor()
+    entropy = padded["entropy"]
+    if not isinstance(entropy, torch.Tensor) or entropy.shape != padded["response_mask"].shape:
+        return None
+    return entropy.detach().float()

@@ -1,0 +1,120 @@
+"""``flexent_sync``: verl's synchronous v1 PPO trainer plus flexent's step delivery.
+
+Selected with ``trainer.v1.trainer_mode=flexent_sync`` (verl's own trainer registry, filled by
+the plugin). Everything verl does is unchanged; four hooks are added:
+
+- ``_load_checkpoint`` (verl calls it once, at the end of setup): build the strategy on the
+  driver, check the loss is registered, warn when clipping is inert, install
+  :class:`FlexentActorLoss` on the actor workers with ``set_loss_fn``; then verl resumes, and
+  the strategy state is restored from the same ``global_step_N`` folder.
+- ``_compute_old_log_prob``: after verl, hand the step's ``actor/entropy`` to the strategy.
+- ``_update_actor``: put ``flexent_step``/``flexent_w_up``/``flexent_w_low`` into the batch's
+  ``extra_info`` (verl turns it into non-tensor data of every micro-batch), then call verl.
+- ``_save_checkpoint``: write ``flexent_strategy.json`` into ``global_step_N`` before verl marks
+  the checkpoint complete.
+
+verl checks ``trainer_mode == "sync"`` in several places (replay buffer, TransferQueue
+checkpointing); this class reports ``"sync"`` there so that it behaves as the sync trainer, and
+reads its settings from ``trainer.v1.sync``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any
+
+from verl.trainer.ppo.v1.trainer_base import register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils.config import omega_conf_to_dataclass
+
+from flexent.integrations.verl.config import FlexentPolicyLossConfig, check_registered
+from flexent.integrations.verl.controller import StepController
+from flexent.integrations.verl.loss import FlexentActorLoss
+from flexent.strategies import get_strategy
+
+logger = logging.getLogger(__name__)
+TRAINER_MODE = "flexent_sync"
+
+
+def clipping_is_inert(config: Any) -> bool:
+    """True when each rollout batch feeds exactly one optimizer step (ratio == 1, METHOD §1)."""
+    actor = config.actor_rollout_ref.actor
+    if actor.get("use_dynamic_bsz", False):
+        return False  # mini-batch count then depends on token budgets, not on sizes alone
+    return int(actor.ppo_epochs) == 1 and int(actor.ppo_mini_batch_size) >= int(
+        config.data.train_batch_size
+    )
+
+
+@register_trainer(TRAINER_MODE)
+class FlexentPPOTrainer(PPOTrainerSync):
+    """verl's sync trainer that delivers the training step to flexent's policy loss."""
+
+    @property  # type: ignore[override]
+    def trainer_mode(self) -> str:
+        return "sync"
+
+    @trainer_mode.setter
+    def trainer_mode(self, value: str) -> None:
+        # verl's __init__ assigns config.trainer.v1.trainer_mode (= "flexent_sync") here.
+        self.__dict__["_requested_trainer_mode"] = value
+
+    def _flexent_setup(self) -> None:
+        actor_cfg = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
+        pl = actor_cfg.policy_loss
+        check_registered(pl.loss_mode)
+        if self.config.get("distillation") and self.config.distillation.get("enabled", False):
+            raise ValueError("trainer_mode=flexent_sync does not support distillation")
+        if isinstance(pl, FlexentPolicyLossConfig):
+            total = pl.total_steps or int(self.total_training_steps)
+            strategy = pl.build_strategy(total_steps=total)
+        else:
+            strategy = get_strategy("static", total_steps=int(self.total_training_steps))
+        self.flexent = StepController(strategy)
+        if clipping_is_inert(self.config):
+            msg = (
+                "flexent: ppo_epochs=1 and ppo_mini_batch_size >= train_batch_size, so each "
+                "rollout batch feeds one optimizer step, the ratio is 1 and clipping (hence "
+                "every flexent strategy) does nothing. Use several mini-batches or epochs."
+            )
+            logger.warning(msg)
+            warnings.warn(msg, stacklevel=2)
+        self.actor_rollout_wg.set_loss_fn(FlexentActorLoss(actor_cfg))
+
+    def _load_checkpoint(self) -> None:
+        self._flexent_setup()
+        super()._load_checkpoint()
+        if self.global_steps > 0:
+            self.flexent.load(self._checkpoint_folder(self.global_steps))
+
+    def _checkpoint_folder(self, step: int) -> str:
+        trainer = self.config.trainer
+        if trainer.resume_mode == "resume_path":
+            folder = str(trainer.resume_from_path)
+        else:
+            folder = os.path.join(trainer.default_local_dir, f"global_step_{step}")
+        return folder if os.path.isabs(folder) else os.path.join(os.getcwd(), folder)
+
+    def _save_checkpoint(self) -> None:
+        folder = os.path.join(
+            self.config.trainer.default_local_dir, f"global_step_{self.global_steps}"
+        )
+        self.flexent.save(folder)
+        super()._save_checkpoint()
+
+    def _compute_old_log_prob(self, batch: Any, metrics: dict) -> Any:
+        batch = super()._compute_old_log_prob(batch, metrics)
+        if "actor/entropy" in metrics:
+            self.flexent.observe_entropy(self.global_steps, metrics["actor/entropy"])
+        return batch
+
+    def _update_actor(self, batch: Any, metrics: dict) -> Any:
+        w_up, w_low = self.flexent.weights(self.global_steps)
+        batch.extra_info.update(
+            {"flexent_step": self.global_steps - 1, "flexent_w_up": w_up, "flexent_w_low": w_low}
+        )
+        batch = super()._update_actor(batch, metrics)
+        metrics.update(self.flexent.metrics())
+        return batch

@@ -1,0 +1,96 @@
+"""Policy losses for RLVR: a registry of pure per-token losses plus one aggregation step.
+
+>>> import torch
+>>> from flexent.losses import compute_policy_loss
+>>> lp = torch.log(torch.tensor([[1.5, 1.0, 0.5]]))
+>>> loss, metrics = compute_policy_loss(
+...     "ppo_clip", lp, torch.zeros(1, 3), torch.tensor([1.0]), torch.ones(1, 3),
+...     eps_low=0.2, eps_high=0.28)
+>>> round(float(loss), 4), round(float(metrics["clip/frac_high"]), 4)
+(-0.9267, 0.3333)
+
+Importing this package registers ``ppo_clip``, ``ce_gppo``, ``clip_cov``, ``kl_cov``, ``gspo``
+and ``sapo``; see docs/losses.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from flexent.losses import clip, cov, sequence, soft  # noqa: F401  (registers the losses)
+from flexent.losses._common import LOG_RATIO_CLAMP, EpsLike, masked_mean
+from flexent.losses.aggregate import AGG_MODES, aggregate, entropy_bonus
+from flexent.losses.clip import ce_gppo, ppo_clip
+from flexent.losses.cov import clip_cov, kl_cov
+from flexent.losses.registry import (
+    LossOutput,
+    get_policy_loss,
+    list_policy_losses,
+    loss_param_names,
+    register_policy_loss,
+)
+from flexent.losses.sequence import gspo
+from flexent.losses.soft import sapo
+
+__all__ = [
+    "AGG_MODES",
+    "LOG_RATIO_CLAMP",
+    "LossOutput",
+    "aggregate",
+    "ce_gppo",
+    "clip_cov",
+    "compute_policy_loss",
+    "entropy_bonus",
+    "get_policy_loss",
+    "gspo",
+    "kl_cov",
+    "list_policy_losses",
+    "masked_mean",
+    "ppo_clip",
+    "register_policy_loss",
+    "sapo",
+]
+
+
+def compute_policy_loss(
+    name: str,
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    eps_low: EpsLike | None = None,
+    eps_high: EpsLike | None = None,
+    agg_mode: str = "token-mean",
+    norm_const: float | None = None,
+    entropy: Tensor | None = None,
+    entropy_coef: float = 0.0,
+    **params: Any,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Look up loss ``name``, run it, add the optional entropy bonus and aggregate.
+
+    ``eps_low``/``eps_high`` left as None take the loss's own defaults. Returns the 0-dim loss
+    and the loss's metrics plus ``policy/loss`` (the aggregated loss, detached; with the bonus
+    when one is applied). Unknown ``params`` raise ValueError listing the loss's parameters.
+    """
+    fn = get_policy_loss(name)
+    accepted = loss_param_names(fn)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"policy loss {name!r} got unknown parameters {unknown}; it accepts {accepted}"
+        )
+    if eps_low is not None:
+        params["eps_low"] = eps_low
+    if eps_high is not None:
+        params["eps_high"] = eps_high
+    out = fn(logprobs, old_logprobs, advantages, mask, **params)
+    per_token = out.per_token_loss
+    if entropy is not None and entropy_coef != 0.0:
+        per_token = entropy_bonus(per_token, entropy, entropy_coef)
+    loss = aggregate(per_token, mask, agg_mode, norm_const=norm_const)
+    metrics = dict(out.metrics)
+    metrics["policy/loss"] = loss.detach()
+    return loss, metrics

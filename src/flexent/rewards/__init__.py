@@ -1,0 +1,18 @@
+"""Verifiable rewards: ``get_reward(name, **params)`` -> a TRL-style callable with ``score``.
+
+Built-in names: ``math`` (math-verify, hard timeout), ``countdown``, ``arithmetic``, ``format``;
+a dotted import path (``pkg.mod:obj``) loads a user reward. See docs/tasks.md.
+"""
+
+from flexent.rewards.base import Reward, RewardResult, completion_text
+from flexent.rewards.registry import FunctionReward, get_reward, list_rewards, register_reward
+
+__all__ = [
+    "FunctionReward",
+    "Reward",
+    "RewardResult",
+    "completion_text",
+    "get_reward",
+    "list_rewards",
+    "register_reward",
+]

@@ -1,0 +1,101 @@
+"""The reward interface shared by every engine.
+
+A reward is an object with two entry points:
+
+* ``reward(completions, **columns) -> list[float | None]``: TRL's reward-function signature.
+  ``columns`` hold one list per dataset column (``answer``, ``numbers``, ...), aligned with
+  ``completions``; non-list keyword arguments (TRL's ``trainer_state``, ``log_metric``, ...) are
+  ignored. ``None`` means "not scorable" (e.g. an unparseable gold answer) and is excluded from
+  the mean by TRL.
+* ``reward.score(completion, example) -> RewardResult``: the per-item form used by verl's
+  ``compute_score`` and by evaluation; ``info`` says what was extracted and why it scored so.
+
+Rewards never raise on model output: a malformed completion scores 0 with ``info["error"]`` or
+``info["reason"]``. Missing gold columns are a programming error and raise ``KeyError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RewardResult:
+    """The score of one completion plus what the checker saw (``extracted``, ``reason``, ...)."""
+
+    score: float | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def completion_text(completion: Any) -> str:
+    """The text to score: a string as is; for chat messages, the last assistant message.
+
+    >>> completion_text("x = 2")
+    'x = 2'
+    >>> completion_text([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "4"}])
+    '4'
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Mapping):
+        return _content(completion)
+    if isinstance(completion, Sequence):
+        messages = [m for m in completion if isinstance(m, Mapping)]
+        assistant = [m for m in messages if m.get("role") == "assistant"]
+        chosen = assistant or messages
+        return _content(chosen[-1]) if chosen else ""
+    return "" if completion is None else str(completion)
+
+
+def _content(message: Mapping[str, Any]) -> str:
+    content = message.get("content", "")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):  # multimodal form: [{"type": "text", "text": ...}, ...]
+        parts = [p.get("text", "") for p in content if isinstance(p, Mapping)]
+        return "".join(p for p in parts if isinstance(p, str))
+    return "" if content is None else str(content)
+
+
+class Reward:
+    """Base class: subclasses implement ``score``; ``__call__`` maps it over a TRL batch.
+
+    ``name`` is what TRL logs the reward under (``rewards/<name>/mean``).
+    """
+
+    name: str = "reward"
+
+    def __init__(self) -> None:
+        # TRL names reward columns after ``__name__``; an instance has none by default.
+        self.__name__ = self.name
+
+    def score(self, completion: Any, example: Mapping[str, Any]) -> RewardResult:
+        raise NotImplementedError
+
+    def __call__(self, completions: Sequence[Any], **columns: Any) -> list[float | None]:
+        examples = per_item(columns, len(completions))
+        return [self.score(c, ex).score for c, ex in zip(completions, examples, strict=True)]
+
+
+def per_item(columns: Mapping[str, Any], n: int) -> list[dict[str, Any]]:
+    """Split TRL's column lists into one example dict per completion.
+
+    Only list/tuple columns of length ``n`` are kept; everything else (``trainer_state``,
+    callbacks) is not per-item data.
+
+    >>> per_item({"answer": ["1", "2"], "trainer_state": object()}, 2)
+    [{'answer': '1'}, {'answer': '2'}]
+    """
+    kept = {k: v for k, v in columns.items() if isinstance(v, (list, tuple)) and len(v) == n}
+    return [{k: v[i] for k, v in kept.items()} for i in range(n)]
+
+
+def require(example: Mapping[str, Any], key: str, reward: str) -> Any:
+    """``example[key]`` or a ``KeyError`` that names the reward and the columns it got."""
+    if key not in example:
+        raise KeyError(
+            f"reward {reward!r} needs a per-item column {key!r}; got columns {sorted(example)}"
+        )
+    return example[key]
