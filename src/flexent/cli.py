@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "flexent.commands.plot_strategies",
         "Plot each entropy-control strategy's weight curves (w_up, w_low) as PNGs.",
     ),
+    "eval": ("flexent.commands.eval", "sample K answers per problem; mean@K, pass@k, maj@K"),
+    "report": ("flexent.commands.report", "figures and report.md from training run directories"),
 }
 
 

@@ -1,0 +1,203 @@
+"""``flexent eval MODEL --benchmark NAME_OR_FILE [...] --samples K``: mean@K, pass@k, maj@K.
+
+Writes ``results.json`` (per-problem correct counts, so pass@k can be recomputed for any
+k <= K) and ``results.md`` (the table) to ``--out``. See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="model directory, .gguf file or hub name")
+    add = parser.add_argument
+    add(
+        "--benchmark",
+        "-b",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="NAME_OR_FILE",
+        help="benchmark name (gsm8k, math500, aime24, aime25, amc23, olympiadbench, countdown, "
+        "arithmetic) or a .jsonl/.json/.parquet file; repeatable",
+    )
+    add("--samples", "-k", type=int, default=1, metavar="K", help="samples per problem (default 1)")
+    add(
+        "--ks",
+        type=int,
+        nargs="+",
+        metavar="k",
+        help="k values for pass@k (default 1, 2, 4, ..., K)",
+    )
+    add("--max-samples", type=int, metavar="N", help="use the first N problems of each benchmark")
+    add(
+        "--split",
+        help="split of named benchmarks and tasks (default: test for countdown / "
+        "arithmetic, the benchmark's own default otherwise); ignored for files",
+    )
+    add(
+        "--data-dir",
+        metavar="DIR",
+        help="folder holding the benchmark files (e.g. aime24_test.jsonl)",
+    )
+    add(
+        "--reward",
+        metavar="NAME",
+        help="reward for every benchmark (default: math for math "
+        "benchmarks and files, countdown / arithmetic for those tasks)",
+    )
+    add(
+        "--instruction",
+        help="text appended to each problem; '{problem}' in it makes it a "
+        "template (default for math-scored benchmarks: the \\boxed{} instruction; '' for none)",
+    )
+    add("--system-prompt", help="system message (chat prompts only)")
+    add(
+        "--chat",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="wrap prompts in the chat template (auto: when the tokenizer has one)",
+    )
+    add(
+        "--backend",
+        choices=("auto", "transformers", "vllm"),
+        default="auto",
+        help="auto: vllm when installed and a GPU is present, else transformers",
+    )
+    add("--gguf-file", help="GGUF file inside MODEL (a directory or hub repo)")
+    add("--dtype", default="auto", choices=("float32", "bfloat16", "float16", "auto"))
+    add("--device", help="transformers backend device (default cuda when available, else cpu)")
+    add("--trust-remote-code", action="store_true")
+    add("--temperature", type=float, default=0.7, help="0 = greedy (default 0.7)")
+    add("--top-p", type=float, default=0.8, help="default 0.8")
+    add("--top-k", type=int, default=20, help="0 disables (default 20)")
+    add("--max-new-tokens", type=int, default=1024, help="default 1024")
+    add("--seed", type=int, default=0)
+    add("--batch-size", type=int, default=16, help="sequences per generate call (transformers)")
+    add("--out", default="eval_results", metavar="DIR", help="output folder (default eval_results)")
+    add("--save-completions", action="store_true", help="also store every completion text")
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def _pick_backend(name: str) -> str:
+    if name != "auto":
+        return name
+    from flexent.evaluation.generation import vllm_available
+
+    if not vllm_available():
+        return "transformers"
+    import torch
+
+    return "vllm" if torch.cuda.is_available() else "transformers"
+
+
+def build_generator(args: argparse.Namespace, sampling: Any) -> Any:
+    from flexent.evaluation.generation import TransformersGenerator, VLLMGenerator
+
+    backend = _pick_backend(args.backend)
+    if backend == "vllm":
+        return VLLMGenerator(
+            args.model, sampling, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+        )
+    import torch
+
+    from flexent.models import load_model_and_tokenizer
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = "float32" if args.dtype == "auto" and device == "cpu" else args.dtype
+    model, tokenizer = load_model_and_tokenizer(
+        args.model,
+        gguf_file=args.gguf_file,
+        dtype=dtype,
+        device=device,
+        trust_remote_code=args.trust_remote_code,
+    )
+    return TransformersGenerator(model, tokenizer, sampling, batch_size=args.batch_size)
+
+
+def load_benchmarks(args: argparse.Namespace, *, chat: bool) -> list[Any]:
+    """Rows of every ``--benchmark`` via ``load_prompts``, each with its reward name."""
+    from flexent.data import BOXED_INSTRUCTION, load_prompts
+    from flexent.evaluation.runner import Benchmark, benchmark_name, reward_for, split_for
+
+    benches: list[Benchmark] = []
+    for source in args.benchmark:
+        reward = args.reward or reward_for(source)
+        instruction = args.instruction
+        if instruction is None and reward == "math":
+            instruction = BOXED_INSTRUCTION  # the math reward reads the last \boxed{}
+        rows = load_prompts(
+            source,
+            split=split_for(source, args.split),
+            max_samples=args.max_samples,
+            instruction=instruction or None,
+            system_prompt=args.system_prompt,
+            chat=chat,
+            data_dir=args.data_dir,
+        )
+        name = benchmark_name(source, [b.name for b in benches])
+        benches.append(Benchmark(name, source, list(rows), reward))
+    return benches
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from flexent.evaluation.generation import SamplingConfig
+    from flexent.evaluation.metrics import default_ks
+    from flexent.evaluation.results import build_results, results_table, write_results
+    from flexent.evaluation.runner import run_benchmark
+    from flexent.rewards import get_reward
+
+    ks = _check_ks(args.ks, args.samples)
+    sampling = SamplingConfig(
+        args.temperature, args.top_p, args.top_k, args.max_new_tokens, args.seed
+    )
+    generator = build_generator(args, sampling)
+    chat = args.chat == "yes" or (
+        args.chat == "auto" and bool(getattr(generator.tokenizer, "chat_template", None))
+    )
+    benches = load_benchmarks(args, chat=chat)
+    total = sum(len(b.rows) for b in benches)
+    collected: dict[str, dict[str, Any]] = {}
+    with tqdm(total=total, unit="problem", disable=args.no_progress, file=sys.stderr) as bar:
+        for bench in benches:
+            bar.set_description(bench.name)
+            reward = get_reward(bench.reward)
+            problems = run_benchmark(
+                generator,
+                bench,
+                reward,
+                samples=args.samples,
+                keep_completions=args.save_completions,
+                progress=bar,
+            )
+            collected[bench.name] = {
+                "source": bench.source,
+                "reward": bench.reward,
+                "problems": problems,
+            }
+    results = build_results(
+        collected,
+        model=str(args.model),
+        backend=generator.name,
+        samples=args.samples,
+        ks=ks or default_ks(args.samples),
+        sampling={**sampling.to_dict(), "chat": chat},
+    )
+    json_path, md_path = write_results(results, args.out)
+    print(results_table(results), end="")
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def _check_ks(ks: list[int] | None, samples: int) -> list[int] | None:
+    if samples < 1:
+        raise SystemExit(f"flexent eval: --samples must be >= 1, got {samples}")
+    for k in ks or ():
+        if not 1 <= k <= samples:
+            raise SystemExit(f"flexent eval: --ks value {k} must be in [1, --samples={samples}]")
+    return sorted(set(ks)) if ks else None

@@ -1,0 +1,43 @@
+"""``flexent report RUN_DIR [RUN_DIR ...] --out DIR``: figures and report.md from training runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (hold metrics.jsonl)"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder for PNGs and report.md"
+    )
+    parser.add_argument(
+        "--eval-results",
+        nargs="+",
+        default=[],
+        metavar="[LABEL=]PATH",
+        help="extra results.json files for the pass@k figure (label defaults to the folder name)",
+    )
+
+
+def _labelled(item: str) -> tuple[str, str]:
+    from pathlib import Path
+
+    label, sep, path = item.partition("=")
+    if sep and label and not Path(item).exists():
+        return label, path
+    return Path(item).resolve().parent.name, item
+
+
+def run(args: argparse.Namespace) -> int:
+    from flexent.report import make_report
+
+    report = make_report(
+        args.run_dirs, args.out, eval_results=[_labelled(x) for x in args.eval_results]
+    )
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {len(report.figures)} figures and {report.report}")
+    return 0

@@ -1,0 +1,125 @@
+"""Reading run directories: ``metrics.jsonl``, ``config.yaml`` and evaluation results.
+
+A run directory (as written by ``flexent train``) may hold:
+
+- ``metrics.jsonl``: one JSON object per line, ``{"step": int, "<metric key>": number, ...}``.
+  Blank lines are skipped; non-numeric values (strings, null, booleans) are ignored; lines that
+  share a step are merged, a later line winning (a resumed run may log a step again).
+- ``config.yaml``: its ``entropy_control.strategy`` names the strategy in legends.
+- ``eval/results.json``: the output of ``flexent eval RUN_DIR/final --out RUN_DIR/eval``.
+- ``eval.json``: the trainer's own held-out evaluation (``final.accuracy``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class MetricsFormatError(ValueError):
+    """A malformed metrics file; the message names the file and the line."""
+
+
+@dataclass
+class Run:
+    """One training run: its display ``label``, metric records sorted by step, eval results."""
+
+    name: str
+    path: Path
+    strategy: str | None = None
+    records: list[dict[str, float]] = field(default_factory=list)
+    eval_results: dict[str, Any] | None = None
+    train_eval: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        """``name (strategy)``, or just ``name`` when the strategy is unknown or the same."""
+        if self.strategy and self.strategy != self.name:
+            return f"{self.name} ({self.strategy})"
+        return self.name
+
+    def series(self, key: str) -> tuple[list[float], list[float]]:
+        """``(steps, values)`` of metric ``key`` over the records that log it."""
+        pairs = [(r["step"], r[key]) for r in self.records if key in r]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def has(self, key: str) -> bool:
+        return any(key in r for r in self.records)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    """Parse a ``metrics.jsonl`` file into records sorted by step (see the module docstring)."""
+    file = Path(path)
+    by_step: dict[int, dict[str, float]] = {}
+    with file.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            record = _parse_line(line, f"{file}:{lineno}")
+            by_step.setdefault(int(record["step"]), {}).update(record)
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def _parse_line(line: str, where: str) -> dict[str, float]:
+    try:
+        obj = json.loads(line)
+    except ValueError as err:
+        raise MetricsFormatError(f"{where}: invalid JSON ({err})") from err
+    if not isinstance(obj, dict):
+        raise MetricsFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    step = obj.get("step")
+    if isinstance(step, bool) or not isinstance(step, int | float) or step != int(step):
+        raise MetricsFormatError(f"{where}: missing or non-integer 'step' (got {step!r})")
+    return {
+        k: float(v)
+        for k, v in obj.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def read_strategy(config_path: Path) -> str | None:
+    """``entropy_control.strategy`` from a run's ``config.yaml`` (None if absent)."""
+    if not config_path.is_file():
+        return None
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{config_path}: not valid YAML ({err})") from err
+    section = cfg.get("entropy_control") if isinstance(cfg, dict) else None
+    strategy = section.get("strategy") if isinstance(section, dict) else None
+    return str(strategy) if strategy else None
+
+
+def load_run(run_dir: str | Path, *, name: str | None = None) -> Run:
+    """Load a run directory; ``metrics.jsonl`` is required, the rest optional."""
+    from flexent.evaluation.results import load_results
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"run directory not found: {path}")
+    metrics = path / "metrics.jsonl"
+    if not metrics.is_file():
+        raise FileNotFoundError(f"{path} has no metrics.jsonl (is it a flexent run directory?)")
+    results = path / "eval" / "results.json"
+    train_eval = path / "eval.json"
+    return Run(
+        name=name or path.resolve().name,
+        path=path,
+        strategy=read_strategy(path / "config.yaml"),
+        records=read_metrics(metrics),
+        eval_results=load_results(results) if results.is_file() else None,
+        train_eval=_read_json(train_eval) if train_eval.is_file() else None,
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,93 @@
+"""End-to-end `flexent eval` on a tiny random Qwen2 with the char tokenizer (CPU, seconds)."""
+
+from __future__ import annotations
+
+import json
+from math import comb
+from pathlib import Path
+
+import pytest
+
+from flexent.cli import main
+from flexent.models import build_char_tokenizer, build_tiny_qwen2
+
+FIXTURE = Path(__file__).parent / "fixtures" / "eval_tiny.jsonl"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_model")
+    tok = build_char_tokenizer()
+    build_tiny_qwen2(tok, hidden_size=32, num_layers=1, num_heads=2).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _eval(model_dir: Path, out: Path, *extra: str) -> dict:
+    argv = ["eval", str(model_dir), "-b", str(FIXTURE), "--samples", "2"]
+    argv += ["--max-new-tokens", "3", "--out", str(out), "--no-progress", *extra]
+    assert main(argv) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def test_eval_end_to_end(model_dir, tmp_path, capsys):
+    results = _eval(model_dir, tmp_path / "a", "--save-completions")
+    assert results["samples"] == 2 and results["ks"] == [1, 2]
+    assert results["backend"] == "transformers"
+    assert results["sampling"] == {
+        "temperature": 0.7,
+        "top_p": 0.8,
+        "top_k": 20,
+        "max_new_tokens": 3,
+        "seed": 0,
+        "chat": True,  # the char tokenizer has a chat template, so --chat auto uses it
+    }
+    bench = results["benchmarks"]["eval_tiny"]
+    assert bench["reward"] == "math" and bench["num_problems"] == 3
+    assert [p["answer"] for p in bench["problems"]] == ["4", "15", "3"]
+    for p in bench["problems"]:
+        assert p["n"] == 2 and 0 <= p["correct"] <= 2 and len(p["scores"]) == 2
+        assert len(p["completions"]) == 2 and all(len(c) <= 3 for c in p["completions"])
+    # Recompute every metric from the stored per-problem data (binomial formula directly).
+    probs = bench["problems"]
+    metrics = bench["metrics"]
+    assert set(metrics) == {"mean@2", "pass@1", "pass@2", "maj@2"}
+    assert metrics["mean@2"] == pytest.approx(sum(p["correct"] / 2 for p in probs) / 3)
+    for k in (1, 2):
+        direct = sum(1 - comb(2 - p["correct"], k) / comb(2, k) for p in probs) / 3
+        assert metrics[f"pass@{k}"] == pytest.approx(direct)
+    assert metrics["maj@2"] == pytest.approx(sum(p["maj_correct"] for p in probs) / 3)
+    assert results["average"] == metrics  # one benchmark: the average is that benchmark
+    table = (tmp_path / "a" / "results.md").read_text()
+    assert "| benchmark | problems | mean@2 | pass@1 | pass@2 | maj@2 |" in table
+    assert "| eval_tiny | 3 |" in table
+    assert "| eval_tiny | 3 |" in capsys.readouterr().out
+
+
+def test_eval_is_reproducible_and_handles_two_benchmarks(model_dir, tmp_path):
+    first = _eval(model_dir, tmp_path / "a", "--save-completions", "--max-samples", "2")
+    again = _eval(
+        model_dir,
+        tmp_path / "b",
+        "--save-completions",
+        "--max-samples",
+        "2",
+        "-b",
+        "arithmetic",
+        "--chat",
+        "no",
+    )
+    assert list(again["benchmarks"]) == ["eval_tiny", "arithmetic"]
+    assert again["benchmarks"]["arithmetic"]["reward"] == "arithmetic"
+    assert again["benchmarks"]["arithmetic"]["num_problems"] == 2
+    assert again["sampling"]["chat"] is False
+    assert set(again["average"]) == {"mean@2", "pass@1", "pass@2", "maj@2"}
+    # Same seed and batches but chat off: different prompts, so compare a chat-on rerun.
+    rerun = _eval(model_dir, tmp_path / "c", "--save-completions", "--max-samples", "2")
+    get = lambda r: [p["completions"] for p in r["benchmarks"]["eval_tiny"]["problems"]]  # noqa: E731
+    assert get(rerun) == get(first)
+
+
+def test_eval_rejects_bad_ks(model_dir, tmp_path):
+    with pytest.raises(SystemExit, match=r"--ks value 4 must be in \[1, --samples=2\]"):
+        _eval(model_dir, tmp_path, "--ks", "1", "4")

