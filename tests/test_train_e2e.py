@@ -10,9 +10,8 @@ import torch
 
 pytest.importorskip("trl")
 
-from flexent.models import build_char_tokenizer, build_tiny_qwen2
-
 from flexent.cli import main
+from flexent.models import build_char_tokenizer, build_tiny_qwen2
 
 REWARD_MODULE = '''
 def length_parity(completions, **kwargs):

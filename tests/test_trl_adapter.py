@@ -15,15 +15,14 @@ import torch
 
 pytest.importorskip("trl")
 
-from flexent.models import build_char_tokenizer, build_tiny_qwen2
-from flexent.thresholds import DynamicThresholds
-
 from flexent.integrations.trl import (
     EntropyControl,
     FlexentGRPOTrainer,
     InertClippingError,
     clipping_is_inert,
 )
+from flexent.models import build_char_tokenizer, build_tiny_qwen2
+from flexent.thresholds import DynamicThresholds
 
 
 def _reward(completions, **kwargs):

@@ -149,23 +149,23 @@ def run_training(cfg: FlexentConfig, *, resume: bool = False) -> RunResult:
 
 def evaluate(cfg: FlexentConfig, model: Any, tokenizer: Any) -> dict[str, Any]:
     """Accuracy (mean reward of the first sample) and mean@n on the held-out rows."""
+    from flexent.evaluation.generation import SamplingConfig, TransformersGenerator
     from flexent.rewards import get_reward
 
     e = cfg.evaluation
     rows = load_rows(cfg, evaluation=True)
     reward = get_reward(cfg.reward.name, **cfg.reward.params)
     max_new = e.max_new_tokens or int(cfg.trainer.get("max_completion_length", 256))
-    completions = _generate(
-        model,
-        tokenizer,
-        [r["prompt"] for r in rows],
-        num_samples=e.num_samples,
-        max_new_tokens=max_new,
-        temperature=e.temperature,
-        top_p=e.top_p,
-        top_k=e.top_k,
-        batch_size=e.batch_size,
+    sampling = SamplingConfig(
+        temperature=e.temperature, top_p=e.top_p, top_k=e.top_k, max_new_tokens=max_new
     )
+    generator = TransformersGenerator(model, tokenizer, sampling, batch_size=e.batch_size)
+    was_training = model.training
+    model.eval()
+    try:
+        completions = generator.generate([r["prompt"] for r in rows], n=e.num_samples)
+    finally:
+        model.train(was_training)
     scores = [
         [reward.score(c, row).score or 0.0 for c in comps]
         for comps, row in zip(completions, rows, strict=True)
@@ -181,50 +181,3 @@ def evaluate(cfg: FlexentConfig, model: Any, tokenizer: Any) -> dict[str, Any]:
             for r, c in zip(rows[:3], completions[:3], strict=True)
         ],
     }
-
-
-def _generate(
-    model, tokenizer, prompts, *, num_samples, max_new_tokens, temperature, top_p, top_k, batch_size
-):
-    """``num_samples`` completions per prompt (greedy when temperature is 0), left-padded batches.
-
-    A small local generator until flexent.evaluation's is merged (see the branch report).
-    """
-    import torch
-
-    texts = [
-        tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-        if isinstance(p, list)
-        else p
-        for p in prompts
-    ]
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    sample = temperature > 0
-    kwargs = {
-        "do_sample": sample,
-        "max_new_tokens": max_new_tokens,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    if sample:
-        kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
-    out: list[list[str]] = [[] for _ in texts]
-    was_training = model.training
-    model.eval()
-    try:
-        for _ in range(num_samples if sample else 1):
-            for start in range(0, len(texts), batch_size):
-                enc = tokenizer(
-                    texts[start : start + batch_size], return_tensors="pt", padding=True
-                )
-                enc = {k: v.to(model.device) for k, v in enc.items()}
-                with torch.no_grad():
-                    gen = model.generate(**enc, **kwargs)
-                new = gen[:, enc["input_ids"].shape[1] :]
-                for i, ids in enumerate(tokenizer.batch_decode(new, skip_special_tokens=True)):
-                    out[start + i].append(ids)
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    if not sample:
-        out = [c * num_samples for c in out]
-    return out

@@ -219,7 +219,7 @@ class FlexentGRPOTrainer(GRPOTrainer):
         mask = self._loss_mask(out)
         totals = torch.stack([(entropies * mask).sum(), mask.sum().float()])
         totals = self.accelerator.reduce(totals, reduction="sum")
-        if self.model.training:
+        if self.model is not None and self.model.training:
             self.rollout_entropy = float((totals[0] / totals[1].clamp(min=1.0)).item())
         out["flexent_old_entropy"] = entropies
         return out

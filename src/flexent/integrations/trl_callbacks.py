@@ -72,7 +72,7 @@ class MetricsJsonlCallback(TrainerCallback):
         if "reward/mean" in metrics:  # a step that generated: new rollout metrics
             self._rollout = {k: v for k, v in metrics.items() if k.startswith(ROLLOUT_PREFIXES)}
         for key, value in {**self._rollout, **metrics}.items():
-            record[key] = None if math.isnan(value) or math.isinf(value) else value
+            record[key] = None if value is None or not math.isfinite(value) else value
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
