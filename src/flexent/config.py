@@ -125,6 +125,7 @@ def load_config(
     path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
 ) -> FlexentConfig:
     """Defaults <- YAML file ``path`` (optional) <- dotted ``overrides`` -> validated config."""
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -147,6 +148,8 @@ def load_config(
         key = getattr(err, "full_key", None)
         msg = str(err).splitlines()[0]
         raise ConfigError(f"config key {key!r}{where}: {msg}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid YAML{where}: {err}") from None
     assert isinstance(obj, FlexentConfig)
     validate(obj, where=where)
     return obj
