@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("trl")
 
-from flexent.config import ConfigError, load_config, save_config  # noqa: E402
+from flexent.config import ConfigError, load_config, save_config
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 FILL = ["model.path=/m", "data.source=/d.jsonl", "evaluation.source=/t.jsonl"]
@@ -55,7 +55,7 @@ def test_bad_config_names_the_key(tmp_path, text, overrides, match):
 
 
 def test_missing_required_and_missing_file(tmp_path):
-    with pytest.raises(ConfigError, match="reward.name"):
+    with pytest.raises(ConfigError, match=r"reward\.name"):
         load_config(None, ["model.path=/m", "data.source=x"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")

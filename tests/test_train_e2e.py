@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 
 import pytest
@@ -91,23 +92,23 @@ def test_resume_matches_uninterrupted_run(setup):
     tmp_path, cfg, _ = setup
     assert main(["train", str(cfg), "trainer.max_steps=4"]) == 0
     full = tmp_path / "run"
-    # the same run, killed after step 2 (keep only checkpoint-2), then resumed
+    # the same run "killed" after step 3: only checkpoint-2 survived, metrics.jsonl has step 3
     cut = tmp_path / "cut"
-    assert main(["train", str(cfg), "trainer.max_steps=4", f"output.dir={cut}"]) == 0
-    import shutil
-
-    for step in (3, 4):
-        shutil.rmtree(cut / f"checkpoint-{step}")
-    shutil.rmtree(cut / "final")
-    assert main(["train", str(cfg), "trainer.max_steps=4", f"output.dir={cut}", "--resume"]) == 0
+    cut.mkdir()
+    shutil.copytree(full / "checkpoint-2", cut / "checkpoint-2")
+    lines = (full / "metrics.jsonl").read_text().splitlines()
+    (cut / "metrics.jsonl").write_text("".join(x + "\n" for x in lines[:3]))
+    overrides = ["trainer.max_steps=4", f"output.dir={cut}"]
+    assert main(["train", str(cfg), *overrides, "--resume"]) == 0
     a, b = _state(full / "checkpoint-4"), _state(cut / "checkpoint-4")
     for name in a:
         assert torch.equal(a[name], b[name]), name
     sa = json.loads((full / "checkpoint-4" / "flexent_state.json").read_text())
     sb = json.loads((cut / "checkpoint-4" / "flexent_state.json").read_text())
     assert sa["strategy"] == sb["strategy"] and sa["weights"] == sb["weights"]
-    steps = [json.loads(x)["step"] for x in (cut / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4]
+    resumed = [json.loads(x) for x in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in resumed] == [1, 2, 3, 4]  # the stale step-3 line was replaced
+    assert [x["control/w_up"] for x in resumed] == [json.loads(x)["control/w_up"] for x in lines]
 
 
 def test_refuses_to_overwrite_and_bad_config(setup, capsys):
@@ -119,3 +120,18 @@ def test_refuses_to_overwrite_and_bad_config(setup, capsys):
     assert "trainer.lerning_rate" in capsys.readouterr().out
     assert main(["train", str(cfg), "entropy_control.stratgy=id"]) == 2
     assert "entropy_control.stratgy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    """The main job with fewer steps: bootstrap, GRPO with `id`, eval, summary (minutes)."""
+    run = tmp_path / "runs" / "demo"
+    assert main(["demo", "--run-dir", str(run), "trainer.max_steps=8", "trainer.save_steps=4"]) == 0
+    text = (run / "summary.md").read_text()
+    assert "held-out accuracy" in text and (run / "training.png").is_file()
+    evals = json.loads((run / "eval.json").read_text())
+    assert 0.0 <= evals["start"]["accuracy"] <= 1.0 and 0.0 <= evals["final"]["accuracy"] <= 1.0
+    steps = [
+        json.loads(x)["control/w_up"] for x in (run / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps[0] == 1.0 and len(steps) == 8  # `id` starts with w_up = lambda_0 = 1

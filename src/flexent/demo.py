@@ -7,9 +7,9 @@
 3. Held-out evaluation of the start and final model (``eval.json``).
 4. Plots and ``summary.md`` in the run directory.
 
-Prompts are short on purpose (character-level tokens): ``"3 7 5>16="`` -> ``"3+5+7"``. With 3
-numbers in 1..9 and targets <= 30 there are only about 1,550 distinct problems (measured), so
-the data sizes stay well below that (``CountdownTask.generate`` waits for n distinct ones).
+Prompts are short on purpose (character-level tokens): ``"12 5>17="`` -> ``"12+5"``. With 2
+numbers in 1..30 and targets <= 60 there are about 1,080 distinct problems (measured), so the
+data sizes stay well below that (``CountdownTask.generate`` waits for n distinct ones).
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 class Bootstrap:
     """What the cached warm-up model depends on (its hash names the cache directory)."""
 
-    n_numbers: int = 3
-    max_number: int = 9
-    max_target: int = 30
+    n_numbers: int = 2
+    max_number: int = 30
+    max_target: int = 60
     seed: int = 0
-    sft_examples: int = 1000
-    sft_epochs: float = 6.0
-    sft_lr: float = 1e-3
+    sft_examples: int = 900
+    sft_epochs: float = 8.0
+    sft_lr: float = 2e-3
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -117,7 +117,7 @@ def run_demo(run_dir: str | Path, overrides: list[str]) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     model_dir = bootstrap_model(cache, b)
-    train, test = write_task_files(cache, b, n_train=1000, n_test=120)
+    train, test = write_task_files(cache, b, n_train=900, n_test=100)
     base = [f"model.path={model_dir}", f"data.source={train}", f"evaluation.source={test}",
             f"output.dir={run_dir}"]  # fmt: skip
     cfg = load_config(CONFIG, base + overrides)
