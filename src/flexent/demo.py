@@ -112,6 +112,9 @@ def run_demo(run_dir: str | Path, overrides: list[str]) -> int:
     from flexent.training import run_training
 
     run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        print(f"[demo] {run_dir} already exists; remove it or pass --run-dir NEW_DIR")
+        return 2
     b = Bootstrap()
     cache = run_dir.parent / ".flexent-cache"
     cache.mkdir(parents=True, exist_ok=True)
