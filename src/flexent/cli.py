@@ -13,15 +13,17 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "plot-strategies": (
-        "flexent.commands.plot_strategies",
-        "Plot each entropy-control strategy's weight curves (w_up, w_low) as PNGs.",
-    ),
+    "train": ("flexent.commands.train", "GRPO training with entropy control (TRL)."),
+    "demo": ("flexent.commands.demo", "The CPU main job: warm-up, GRPO with `id`, eval, report."),
     "eval": (
         "flexent.commands.eval",
         "Sample K answers per problem; report mean@K, pass@k, maj@K.",
     ),
     "report": ("flexent.commands.report", "Figures and report.md from training run directories."),
+    "plot-strategies": (
+        "flexent.commands.plot_strategies",
+        "Plot each entropy-control strategy's weight curves (w_up, w_low) as PNGs.",
+    ),
 }
 
 

@@ -1,1 +1,4 @@
-"""Subcommands of the ``flexent`` CLI, one module each (see ``flexent.cli.COMMANDS``); each is cheap to import."""
+"""Subcommands of the ``flexent`` CLI, one module each (see ``flexent.cli.COMMANDS``).
+
+Each is cheap to import: heavy libraries are imported inside ``run``.
+"""

@@ -1,0 +1,231 @@
+"""Typed run configuration for ``flexent train`` (YAML + dotted overrides, OmegaConf structured).
+
+One dataclass per section; ``load_config(path, overrides)`` merges defaults, the YAML file and
+``key.sub=value`` overrides, and validates everything in one place. Unknown keys and wrong
+types raise ``ConfigError`` naming the key (and the file). The ``trainer`` section holds TRL
+``GRPOConfig`` fields and is checked against ``GRPOConfig``'s own field list and types.
+Every key is documented in ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and, when known, the file."""
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+
+
+@dataclass
+class ModelConfig:
+    path: str = "???"  # local dir, hub name or .gguf file (required)
+    gguf_file: str | None = None
+    dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
+    trust_remote_code: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class DataConfig:
+    source: str = "???"  # file, benchmark name, or procedural task (countdown, arithmetic)
+    split: str | None = "train"
+    prompt_field: str | None = None
+    answer_field: str | None = None
+    max_samples: int | None = None
+    instruction: str | None = None
+    system_prompt: str | None = None
+    chat: bool = False
+    params: dict[str, Any] = field(default_factory=dict)  # extra task kwargs (seed, sizes ...)
+
+
+@dataclass
+class RewardConfig:
+    name: str = "???"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ThresholdsConfig:
+    upper: Any = field(default_factory=lambda: [-0.25, 0.5])  # [alpha_u, beta_u] or a float
+    lower: Any = field(default_factory=lambda: [-0.13, 0.3])  # [alpha_l, beta_l] or a float
+    eps_std: float = 0.2
+    eps_clamp: list[float] = field(default_factory=lambda: [0.05, 0.6])
+    mode: str = "implicit"  # implicit | old | detached
+
+
+@dataclass
+class EntropyControlConfig:
+    strategy: str = "static"
+    strategy_params: dict[str, Any] = field(default_factory=dict)
+    thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
+    loss: str = "ppo_clip"
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    region_schemes: list[str] = field(default_factory=lambda: ["theory", "empirical"])
+    on_inert: str = "error"  # error | warn | ignore
+
+
+@dataclass
+class EvaluationConfig:
+    enabled: bool = True
+    source: str | None = None  # default: data.source
+    split: str | None = "test"
+    max_samples: int | None = 100
+    params: dict[str, Any] = field(default_factory=dict)  # task kwargs, default data.params
+    num_samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int | None = None  # default: trainer.max_completion_length
+    batch_size: int = 32
+    at_start: bool = True  # also evaluate the initial model
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs/flexent"
+    tensorboard: bool = True
+    save_final_model: bool = True
+
+
+@dataclass
+class FlexentConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    trainer: dict[str, Any] = field(default_factory=dict)  # TRL GRPOConfig fields
+    entropy_control: EntropyControlConfig = field(default_factory=EntropyControlConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+# GRPOConfig fields flexent sets itself (from output.*), so they may not appear in `trainer`.
+MANAGED_TRAINER_KEYS = ("output_dir", "report_to", "logging_dir", "resume_from_checkpoint")
+CHOICES = {
+    "model.dtype": ("float32", "bfloat16", "float16", "auto"),
+    "entropy_control.thresholds.mode": ("implicit", "old", "detached"),
+    "entropy_control.on_inert": ("error", "warn", "ignore"),
+}
+
+
+def load_config(
+    path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
+) -> FlexentConfig:
+    """Defaults <- YAML file ``path`` (optional) <- dotted ``overrides`` -> validated config."""
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    where = f" in {path}" if path else ""
+    try:
+        cfg = OmegaConf.structured(FlexentConfig)
+        if path is not None:
+            if not Path(path).is_file():
+                raise ConfigError(f"config file not found: {path}")
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} must look like key.sub=value")
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(f"required config keys not set{where}: {', '.join(missing)}")
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        msg = str(err).splitlines()[0]
+        raise ConfigError(f"config key {key!r}{where}: {msg}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"invalid YAML{where}: {err}") from None
+    assert isinstance(obj, FlexentConfig)
+    validate(obj, where=where)
+    return obj
+
+
+def validate(cfg: FlexentConfig, *, where: str = "") -> None:
+    """Cross-field checks that a schema cannot express; raises ConfigError naming the key."""
+    for key, choices in CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"{key}{where} must be one of {list(choices)}, got {value!r}")
+    _validate_trainer(cfg.trainer, where)
+    try:
+        from flexent.thresholds import DynamicThresholds
+
+        DynamicThresholds.from_dict(dataclasses.asdict(cfg.entropy_control.thresholds))
+    except ValueError as err:
+        raise ConfigError(f"entropy_control.thresholds{where}: {err}") from None
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _validate_trainer(trainer: dict[str, Any], where: str) -> None:
+    from trl import GRPOConfig
+
+    known = {f.name: f for f in dataclasses.fields(GRPOConfig)}
+    hints = typing.get_type_hints(GRPOConfig)
+    for key, value in trainer.items():
+        if key in MANAGED_TRAINER_KEYS:
+            raise ConfigError(f"trainer.{key}{where} is set by flexent (see output.*); remove it")
+        if key not in known:
+            close = [k for k in known if key.lower() in k.lower()][:5]
+            hint = f"; similar: {close}" if close else ""
+            raise ConfigError(f"trainer.{key}{where} is not a TRL GRPOConfig field{hint}")
+        if not _type_ok(value, hints.get(key, Any)):
+            raise ConfigError(
+                f"trainer.{key}{where} must be {_type_name(hints.get(key))}, got {value!r}"
+            )
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    if hint is Any or hint is None:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        if issubclass(hint, str) and hint is not str:  # str-valued enums (e.g. save_strategy)
+            return isinstance(value, str)
+        return isinstance(value, hint)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def save_config(cfg: FlexentConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (``load_config(path)`` reads it back)."""
+    from omegaconf import OmegaConf
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.structured(cfg), str(path))

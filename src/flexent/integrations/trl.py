@@ -1,0 +1,292 @@
+"""TRL adapter: flexent's entropy control inside TRL's ``GRPOTrainer`` (extra ``flexent[trl]``).
+
+``FlexentGRPOTrainer`` is a ``trl.GRPOTrainer`` whose policy loss is a registered flexent loss
+with per-token thresholds ``eps_low, eps_high`` from ``DynamicThresholds`` evaluated on pi_old,
+mixed by the strategy's ``(w_up, w_low)`` at ``state.global_step``. Everything else is TRL's:
+generation, rewards, advantages, its loss normalisation (``args.loss_type`` picks it), the KL
+term (``beta``), vLLM importance-sampling correction, the off-policy sequence mask, the
+top-entropy token mask, peft/LoRA, gradient accumulation and accelerate multi-process.
+
+How it departs from / relies on TRL 1.16 (read its ``grpo_trainer.py``):
+
+- TRL only computes ``old_per_token_logps`` when ``gradient_accumulation_steps`` is not a
+  multiple of ``steps_per_generation * num_iterations``; otherwise every generation batch feeds
+  exactly one optimizer step, the ratio is exactly 1 and *no* clip acts (METHOD §1). The trainer
+  warns or raises (``EntropyControl.on_inert``) naming the setting to change.
+- The strategy needs the rollout entropy H_k before step k's loss. When TRL computes pi_old's
+  log-probs we ask that same forward pass for the entropy too (no extra cost); otherwise one
+  extra no-grad forward measures it.
+- ``loss_type`` ``cispo``/``sapo``/``vespo`` are TRL's own *losses*, not normalisations, and TRL's
+  entropy bonus (``entropy_coef``) is not combined with a flexent loss: both are refused (use
+  flexent's ``sapo`` loss or ``entropy_bonus`` instead).
+- The strategy state (with the last rollout entropy) is written to ``flexent_state.json`` in
+  every checkpoint and read back on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+try:
+    from trl import GRPOTrainer
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("flexent.integrations.trl needs TRL: pip install 'flexent[trl]'") from exc
+
+from flexent.thresholds import DynamicThresholds
+
+STATE_FILE = "flexent_state.json"
+NORMALISATIONS = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
+ON_INERT = ("warn", "error", "ignore")
+
+
+class InertClippingError(ValueError):
+    """The trainer configuration makes every PPO ratio exactly 1, so no clip can act."""
+
+
+@dataclass
+class EntropyControl:
+    """What flexent changes in the GRPO update.
+
+    Args:
+        strategy: a strategy name (``flexent.strategies.list_strategies()``) or a built strategy
+            object (``weights(step, *, entropy)``, ``state_dict``, ``load_state_dict``).
+        strategy_params: keyword arguments for ``get_strategy``; ``total_steps`` defaults to the
+            trainer's ``max_steps``.
+        thresholds: the ``DynamicThresholds`` (or a mapping for ``DynamicThresholds.from_dict``).
+        loss: a registered flexent policy loss name (``flexent.losses.list_policy_losses()``).
+        loss_params: keyword arguments of that loss (e.g. ``beta1`` for ``ce_gppo``).
+        region_schemes: ``flexent.diagnostics.region_stats`` schemes logged each step.
+        on_inert: ``"warn"``, ``"error"`` or ``"ignore"`` when clipping is inert.
+    """
+
+    strategy: Any = "static"
+    strategy_params: dict[str, Any] = field(default_factory=dict)
+    thresholds: Any = field(default_factory=DynamicThresholds)
+    loss: str = "ppo_clip"
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    region_schemes: tuple[str, ...] = ("theory", "empirical")
+    on_inert: str = "warn"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.thresholds, Mapping):
+            self.thresholds = DynamicThresholds.from_dict(self.thresholds)
+        if not isinstance(self.thresholds, DynamicThresholds):
+            raise ValueError(f"thresholds must be DynamicThresholds, got {self.thresholds!r}")
+        if self.on_inert not in ON_INERT:
+            raise ValueError(f"on_inert must be one of {list(ON_INERT)}, got {self.on_inert!r}")
+        from flexent.losses import get_policy_loss
+
+        get_policy_loss(self.loss)  # fail early with the registry's list of valid names
+        self.region_schemes = tuple(self.region_schemes)
+
+
+def clipping_is_inert(args: Any) -> bool:
+    """True when each generation batch feeds exactly one optimizer step (ratio == 1).
+
+    TRL regenerates every ``steps_per_generation * num_iterations`` micro-steps and steps the
+    optimizer every ``gradient_accumulation_steps``; when the latter is a multiple of the former
+    the policy never changes between sampling and the loss.
+
+    >>> from types import SimpleNamespace as NS
+    >>> clipping_is_inert(NS(gradient_accumulation_steps=4, steps_per_generation=4, num_iterations=1))
+    True
+    >>> clipping_is_inert(NS(gradient_accumulation_steps=1, steps_per_generation=4, num_iterations=1))
+    False
+    >>> clipping_is_inert(NS(gradient_accumulation_steps=2, steps_per_generation=2, num_iterations=2))
+    False
+    """
+    spg = args.steps_per_generation or args.gradient_accumulation_steps
+    return bool(args.gradient_accumulation_steps % (spg * args.num_iterations) == 0)
+
+
+def inert_message(args: Any) -> str:
+    ga = args.gradient_accumulation_steps
+    spg = args.steps_per_generation or ga
+    return (
+        "flexent: PPO clipping is inert with this configuration: gradient_accumulation_steps="
+        f"{ga} is a multiple of steps_per_generation * num_iterations = {spg} * "
+        f"{args.num_iterations}, so every generation batch feeds exactly one optimizer step, the "
+        "ratio pi_theta/pi_old is exactly 1 and no threshold (hence no entropy-control strategy) "
+        "has any effect. Set trainer.steps_per_generation to a multiple of "
+        f"gradient_accumulation_steps larger than it (e.g. {2 * ga}) or trainer.num_iterations > 1."
+    )
+
+
+class FlexentGRPOTrainer(GRPOTrainer):
+    """``trl.GRPOTrainer`` with flexent's thresholds, strategy, loss and diagnostics.
+
+    Same arguments as ``GRPOTrainer`` plus ``entropy_control`` (an ``EntropyControl``).
+    """
+
+    def __init__(self, *args: Any, entropy_control: EntropyControl | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        from flexent.losses import get_policy_loss
+
+        self.entropy_control = entropy_control or EntropyControl()
+        self._check_supported()
+        self._loss_fn = get_policy_loss(self.entropy_control.loss)
+        strategy = self.entropy_control.strategy
+        self.strategy: Any = None if isinstance(strategy, str) else strategy
+        self._pending_strategy_state: dict[str, Any] | None = None
+        self._weights_step = -1
+        self._weights = (0.0, 0.0)
+        self.rollout_entropy: float | None = None
+        self._capture: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        if clipping_is_inert(self.args):
+            self._on_inert()
+
+    # -- configuration checks -------------------------------------------------------------
+    def _check_supported(self) -> None:
+        if self.loss_type not in NORMALISATIONS:
+            raise ValueError(
+                f"trainer.loss_type={self.loss_type!r} is a TRL loss, not a normalisation; with "
+                f"flexent choose one of {list(NORMALISATIONS)} and set entropy_control.loss"
+            )
+        if getattr(self, "_entropy_bonus_enabled", False):
+            raise ValueError(
+                "TRL's entropy bonus (trainer.entropy_coef / adaptive entropy) is not combined "
+                "with a flexent loss; set trainer.entropy_coef=0"
+            )
+
+    def _on_inert(self) -> None:
+        mode = self.entropy_control.on_inert
+        if mode == "error":
+            raise InertClippingError(inert_message(self.args))
+        if mode == "warn":
+            warnings.warn(inert_message(self.args), UserWarning, stacklevel=3)
+
+    # -- strategy ---------------------------------------------------------------------------
+    def _ensure_strategy(self) -> Any:
+        if self.strategy is None:
+            from flexent.strategies import get_strategy
+
+            params = dict(self.entropy_control.strategy_params)
+            if "total_steps" not in params:
+                if int(self.state.max_steps) <= 0:
+                    raise ValueError(
+                        "the strategy needs total_steps: the trainer's max_steps is not known yet "
+                        "(call train()) and entropy_control.strategy_params has no total_steps"
+                    )
+                params["total_steps"] = int(self.state.max_steps)
+            self.strategy = get_strategy(self.entropy_control.strategy, **params)
+        if self._pending_strategy_state is not None:
+            self.strategy.load_state_dict(self._pending_strategy_state)
+            self._pending_strategy_state = None
+        return self.strategy
+
+    def _step_weights(self, mode: str) -> tuple[float, float]:
+        """(w_up, w_low) for the current optimizer step; the strategy is asked once per step."""
+        step = int(self.state.global_step)
+        if mode == "train" and step != self._weights_step:
+            strategy = self._ensure_strategy()
+            w_up, w_low = strategy.weights(step, entropy=self.rollout_entropy)
+            self._weights, self._weights_step = (float(w_up), float(w_low)), step
+            for key, value in strategy.metrics().items():
+                self._metrics[mode][key].append(float(value))
+        return self._weights
+
+    # -- rollout entropy (pi_old) -----------------------------------------------------------
+    def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):  # type: ignore[override]
+        capture = self._capture
+        if capture is not None and not capture and model is self.model:
+            # First policy forward of a generation batch = TRL's pi_old log-probs: also take H.
+            kwargs["compute_entropy"] = True
+            logps, entropies, aux = super()._get_per_token_logps_and_entropies(
+                model, *args, **kwargs
+            )
+            capture.append((logps, entropies))
+            return logps, None, aux
+        return super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
+
+    def _generate_and_score_completions(self, inputs):  # type: ignore[override]
+        self._capture = []
+        try:
+            out = super()._generate_and_score_completions(inputs)
+        finally:
+            capture, self._capture = self._capture, None
+        old = out.get("old_per_token_logps")
+        if capture and old is not None and capture[0][0] is old:
+            entropies = capture[0][1]
+        else:
+            entropies = self._rollout_entropies(out)
+        mask = self._loss_mask(out)
+        totals = torch.stack([(entropies * mask).sum(), mask.sum().float()])
+        totals = self.accelerator.reduce(totals, reduction="sum")
+        if self.model is not None and self.model.training:
+            self.rollout_entropy = float((totals[0] / totals[1].clamp(min=1.0)).item())
+        out["flexent_old_entropy"] = entropies
+        return out
+
+    @torch.no_grad()
+    def _rollout_entropies(self, out: dict[str, Any]) -> torch.Tensor:
+        input_ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        attention_mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        _, entropies, _ = super()._get_per_token_logps_and_entropies(
+            self.model,
+            input_ids,
+            attention_mask,
+            out["completion_ids"].size(1),
+            batch_size=self.args.per_device_train_batch_size,
+            compute_entropy=True,
+        )
+        return entropies
+
+    @staticmethod
+    def _loss_mask(inputs: Mapping[str, Any]) -> torch.Tensor:
+        mask = inputs["completion_mask"]
+        return mask if "tool_mask" not in inputs else mask * inputs["tool_mask"]
+
+    # -- the loss ---------------------------------------------------------------------------
+    def _compute_loss(self, model, inputs):  # type: ignore[override]
+        from flexent.integrations._trl_loss import compute_flexent_loss
+
+        return compute_flexent_loss(self, model, inputs)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _save_checkpoint(self, model, trial):  # type: ignore[override]
+        super()._save_checkpoint(model, trial)
+        if not self.args.should_save:
+            return
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        path = os.path.join(self._get_output_dir(trial=trial), folder, STATE_FILE)
+        with open(path, "w") as f:
+            json.dump(self.flexent_state_dict(), f, indent=1)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):  # type: ignore[override]
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, STATE_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{path}: missing; this checkpoint was not written by FlexentGRPOTrainer, so the "
+                "entropy-control strategy state cannot be restored"
+            )
+        with open(path) as f:
+            self.load_flexent_state_dict(json.load(f))
+
+    def flexent_state_dict(self) -> dict[str, Any]:
+        strategy = self._ensure_strategy()
+        return {
+            "strategy": strategy.state_dict(),
+            "rollout_entropy": self.rollout_entropy,
+            "weights": list(self._weights),
+            "weights_step": self._weights_step,
+        }
+
+    def load_flexent_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._pending_strategy_state = dict(state["strategy"])
+        if self.strategy is not None:
+            self._ensure_strategy()
+        self.rollout_entropy = state["rollout_entropy"]
+        self._weights = (float(state["weights"][0]), float(state["weights"][1]))
+        self._weights_step = int(state["weights_step"])

@@ -1,0 +1,183 @@
+"""One GRPO run on one machine: config -> run directory (the body of ``flexent train``).
+
+Run directory (``output.dir``)::
+
+    config.yaml        resolved config (load_config reads it back)
+    metrics.jsonl      one JSON line per optimizer step (keys: docs/metrics.md)
+    eval.json          held-out evaluation of the initial and final model (evaluation.*)
+    tensorboard/       TensorBoard event files
+    checkpoint-<N>/    TRL/transformers checkpoints, each with flexent_state.json
+    final/             final model + tokenizer (LoRA: the adapter)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flexent.config import FlexentConfig, save_config
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    global_step: int
+    eval: dict[str, Any]
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    steps = [
+        (int(p.name.split("-")[1]), p)
+        for p in run_dir.glob("checkpoint-*")
+        if p.is_dir() and p.name.split("-")[1].isdigit()
+    ]
+    return max(steps)[1] if steps else None
+
+
+def load_rows(cfg: FlexentConfig, *, evaluation: bool = False) -> list[dict[str, Any]]:
+    from flexent.data import load_prompts
+
+    d, e = cfg.data, cfg.evaluation
+    params = dict(d.params if not (evaluation and e.params) else e.params)
+    return load_prompts(
+        (e.source or d.source) if evaluation else d.source,
+        split=e.split if evaluation else d.split,
+        prompt_field=d.prompt_field,
+        answer_field=d.answer_field,
+        max_samples=e.max_samples if evaluation else d.max_samples,
+        instruction=d.instruction,
+        system_prompt=d.system_prompt,
+        chat=d.chat,
+        **params,
+    )
+
+
+def build_trainer(cfg: FlexentConfig, run_dir: Path) -> Any:
+    """A ``FlexentGRPOTrainer`` for ``cfg`` writing into ``run_dir``."""
+    from datasets import Dataset
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+    from transformers.trainer_callback import ProgressCallback
+    from trl import GRPOConfig
+
+    from flexent.integrations.trl import EntropyControl, FlexentGRPOTrainer
+    from flexent.integrations.trl_callbacks import MetricsJsonlCallback, ProgressBarCallback
+    from flexent.models import load_model_and_tokenizer
+    from flexent.rewards import get_reward
+
+    m = cfg.model
+    model, tokenizer = load_model_and_tokenizer(
+        m.path, gguf_file=m.gguf_file, dtype=m.dtype, trust_remote_code=m.trust_remote_code
+    )
+    trainer_kwargs = {"logging_steps": 1, "save_strategy": "steps", **cfg.trainer}
+    args = GRPOConfig(output_dir=str(run_dir), report_to=[], **trainer_kwargs)
+    ec = cfg.entropy_control
+    control = EntropyControl(
+        strategy=ec.strategy,
+        strategy_params=dict(ec.strategy_params),
+        thresholds=dataclasses.asdict(ec.thresholds),
+        loss=ec.loss,
+        loss_params=dict(ec.loss_params),
+        region_schemes=tuple(ec.region_schemes),
+        on_inert=ec.on_inert,
+    )
+    callbacks: list[Any] = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), ProgressBarCallback()]
+    if cfg.output.tensorboard:
+        callbacks.append(TensorBoardCallback(SummaryWriter(str(run_dir / "tensorboard"))))
+    trainer = FlexentGRPOTrainer(
+        model=model,
+        reward_funcs=[get_reward(cfg.reward.name, **cfg.reward.params)],
+        args=args,
+        train_dataset=Dataset.from_list(load_rows(cfg)),
+        processing_class=tokenizer,
+        peft_config=_peft_config(cfg),
+        callbacks=callbacks,
+        entropy_control=control,
+    )
+    trainer.remove_callback(ProgressCallback)
+    return trainer
+
+
+def _peft_config(cfg: FlexentConfig) -> Any:
+    lora = cfg.model.lora
+    if not lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    modules: Any = lora.target_modules
+    if modules == ["all-linear"]:
+        modules = "all-linear"
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def run_training(cfg: FlexentConfig, *, resume: bool = False) -> RunResult:
+    """Train per ``cfg``; ``resume=True`` continues from the run directory's last checkpoint."""
+    run_dir = Path(cfg.output.dir)
+    ckpt = last_checkpoint(run_dir) if run_dir.exists() else None
+    if resume and ckpt is None:
+        raise FileNotFoundError(f"--resume: no checkpoint-* directory in {run_dir}")
+    if not resume and ckpt is not None:
+        raise FileExistsError(
+            f"{run_dir} already holds {ckpt.name}; pass --resume to continue it, or set "
+            "output.dir to a new directory"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    trainer = build_trainer(cfg, run_dir)
+    eval_path = run_dir / "eval.json"
+    results: dict[str, Any] = json.loads(eval_path.read_text()) if eval_path.exists() else {}
+    if cfg.evaluation.enabled and cfg.evaluation.at_start and "start" not in results:
+        results["start"] = evaluate(cfg, trainer.model, trainer.processing_class)
+        eval_path.write_text(json.dumps(results, indent=1))
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    if cfg.output.save_final_model:
+        trainer.save_model(str(run_dir / "final"))
+    if cfg.evaluation.enabled:
+        results["final"] = evaluate(cfg, trainer.model, trainer.processing_class)
+        eval_path.write_text(json.dumps(results, indent=1))
+    return RunResult(run_dir, int(trainer.state.global_step), results)
+
+
+def evaluate(cfg: FlexentConfig, model: Any, tokenizer: Any) -> dict[str, Any]:
+    """Accuracy (mean reward of the first sample) and mean@n on the held-out rows."""
+    from flexent.evaluation.generation import SamplingConfig, TransformersGenerator
+    from flexent.rewards import get_reward
+
+    e = cfg.evaluation
+    rows = load_rows(cfg, evaluation=True)
+    reward = get_reward(cfg.reward.name, **cfg.reward.params)
+    max_new = e.max_new_tokens or int(cfg.trainer.get("max_completion_length", 256))
+    sampling = SamplingConfig(
+        temperature=e.temperature, top_p=e.top_p, top_k=e.top_k, max_new_tokens=max_new
+    )
+    generator = TransformersGenerator(model, tokenizer, sampling, batch_size=e.batch_size)
+    was_training = model.training
+    model.eval()
+    try:
+        completions = generator.generate([r["prompt"] for r in rows], n=e.num_samples)
+    finally:
+        model.train(was_training)
+    scores = [
+        [reward.score(c, row).score or 0.0 for c in comps]
+        for comps, row in zip(completions, rows, strict=True)
+    ]
+    n = max(len(scores), 1)
+    return {
+        "num_problems": len(rows),
+        "num_samples": e.num_samples,
+        "accuracy": sum(s[0] for s in scores) / n,
+        "mean_at_n": sum(sum(s) / len(s) for s in scores) / n,
+        "examples": [
+            {"prompt": str(r["prompt"]), "completion": c[0]}
+            for r, c in zip(rows[:3], completions[:3], strict=True)
+        ],
+    }

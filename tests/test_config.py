@@ -1,0 +1,61 @@
+"""flexent.config: shipped configs load, bad configs fail naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+
+from flexent.config import ConfigError, load_config, save_config
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+FILL = ["model.path=/m", "data.source=/d.jsonl", "evaluation.source=/t.jsonl"]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path, tmp_path):
+    cfg = load_config(path, FILL)
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg  # the saved config reads back equal
+
+
+def test_shipped_configs_cover_the_paper_runs():
+    names = {p.stem for p in CONFIGS}
+    for v in ("id", "did", "od", "grpo", "clip_higher", "clip_cov", "kl_cov", "ce_gppo"):
+        assert f"qwen25_math7b_dapo_{v}" in names
+
+
+def _cfg(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {path: /m}\ndata: {source: x}\nreward: {name: math}\n" + text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "match"),
+    [
+        ("evaluation: {enabld: true}\n", [], "evaluation.enabld"),
+        ("reward: {name: math}\n", [], "invalid YAML"),
+        ("", ["trainer.lerning_rate=0.1"], "trainer.lerning_rate"),
+        ("", ["trainer.num_generations=many"], "trainer.num_generations"),
+        ("", ["trainer.output_dir=x"], "trainer.output_dir"),
+        ("", ["evaluation.num_samples=x"], "evaluation.num_samples"),
+        ("", ["model.dtype=int8"], "model.dtype"),
+        ("", ["entropy_control.on_inert=maybe"], "entropy_control.on_inert"),
+        ("", ["entropy_control.thresholds.eps_std=1.5"], "eps_std"),
+        ("", ["entropy_control.thresholds.upper=[0.1,0.5]"], "alpha"),
+        ("", ["oops"], "key.sub=value"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(_cfg(tmp_path, text), overrides)
+
+
+def test_missing_required_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"reward\.name"):
+        load_config(None, ["model.path=/m", "data.source=x"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")

@@ -1,0 +1,137 @@
+"""End-to-end ``flexent train`` on a tiny offline Qwen2 (no download): run dir, metrics, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+
+import pytest
+import torch
+
+pytest.importorskip("trl")
+
+from flexent.cli import main
+from flexent.models import build_char_tokenizer, build_tiny_qwen2
+
+REWARD_MODULE = '''
+def length_parity(completions, **kwargs):
+    """1.0 for an even completion length: varies within a group, so advantages are non-zero."""
+    return [float(len(c) % 2 == 0) for c in completions]
+'''
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    tokenizer = build_char_tokenizer("0123456789+-*/=() ")
+    model = build_tiny_qwen2(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    (tmp_path / "e2e_reward.py").write_text(REWARD_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rows = [{"prompt": f"{i} {i + 1} {i + 2}=", "answer": str(3 * i + 3)} for i in range(8)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        textwrap.dedent(
+            f"""
+            model: {{path: {tmp_path / "model"}}}
+            data: {{source: {tmp_path / "data.jsonl"}, split: null}}
+            reward: {{name: e2e_reward.length_parity}}
+            trainer:
+              max_steps: 2
+              per_device_train_batch_size: 4
+              num_generations: 4
+              steps_per_generation: 2
+              max_completion_length: 6
+              learning_rate: 0.01
+              save_steps: 1
+              use_cpu: true
+              seed: 0
+              temperature: 1.0
+            entropy_control:
+              strategy: id
+              strategy_params: {{total_steps: 4}}
+            evaluation: {{enabled: false}}
+            output: {{dir: {tmp_path / "run"}}}
+            """
+        )
+    )
+    return tmp_path, cfg, model
+
+
+def _state(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_train_two_steps(setup):
+    tmp_path, cfg, model = setup
+    assert main(["train", str(cfg)]) == 0
+    run = tmp_path / "run"
+    assert (run / "config.yaml").is_file() and (run / "final").is_dir()
+    assert list((run / "tensorboard").iterdir())
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2]
+    # `id`, T=4, rho=0.5 (METHOD §4): phase I w_up = lambda_k = 1 - k/2 -> 1.0, 0.5; w_low = 0
+    assert [x["control/w_up"] for x in lines] == [1.0, 0.5]
+    assert [x["control/w_low"] for x in lines] == [0.0, 0.0]
+    for line in lines:
+        for key in ("reward/mean", "entropy/mean", "clip/eps_high_mean", "clip/eps_low_mean"):
+            assert isinstance(line[key], float) and line[key] == line[key], key
+    before = {k: v for k, v in model.state_dict().items()}
+    after = _state(run / "final")
+    for name, value in after.items():
+        assert not torch.equal(value, before[name]), f"{name} did not change"
+    ckpt = json.loads((run / "checkpoint-2" / "flexent_state.json").read_text())
+    assert ckpt["weights"] == [0.5, 0.0] and ckpt["weights_step"] == 1
+
+
+def test_resume_matches_uninterrupted_run(setup):
+    tmp_path, cfg, _ = setup
+    assert main(["train", str(cfg), "trainer.max_steps=4"]) == 0
+    full = tmp_path / "run"
+    # the same run "killed" after step 3: only checkpoint-2 survived, metrics.jsonl has step 3
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copytree(full / "checkpoint-2", cut / "checkpoint-2")
+    lines = (full / "metrics.jsonl").read_text().splitlines()
+    (cut / "metrics.jsonl").write_text("".join(x + "\n" for x in lines[:3]))
+    overrides = ["trainer.max_steps=4", f"output.dir={cut}"]
+    assert main(["train", str(cfg), *overrides, "--resume"]) == 0
+    a, b = _state(full / "checkpoint-4"), _state(cut / "checkpoint-4")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    sa = json.loads((full / "checkpoint-4" / "flexent_state.json").read_text())
+    sb = json.loads((cut / "checkpoint-4" / "flexent_state.json").read_text())
+    assert sa["strategy"] == sb["strategy"] and sa["weights"] == sb["weights"]
+    resumed = [json.loads(x) for x in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in resumed] == [1, 2, 3, 4]  # the stale step-3 line was replaced
+    assert [x["control/w_up"] for x in resumed] == [json.loads(x)["control/w_up"] for x in lines]
+
+
+def test_refuses_to_overwrite_and_bad_config(setup, capsys):
+    _, cfg, _ = setup
+    assert main(["train", str(cfg), "trainer.max_steps=1"]) == 0
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(["train", str(cfg), "trainer.max_steps=1"])
+    assert main(["train", str(cfg), "trainer.lerning_rate=0.1"]) == 2
+    assert "trainer.lerning_rate" in capsys.readouterr().out
+    assert main(["train", str(cfg), "entropy_control.stratgy=id"]) == 2
+    assert "entropy_control.stratgy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    """The main job with fewer steps: bootstrap, GRPO with `id`, eval, summary (minutes)."""
+    run = tmp_path / "runs" / "demo"
+    assert main(["demo", "--run-dir", str(run), "trainer.max_steps=8", "trainer.save_steps=4"]) == 0
+    text = (run / "summary.md").read_text()
+    assert "held-out accuracy" in text and (run / "training.png").is_file()
+    evals = json.loads((run / "eval.json").read_text())
+    assert 0.0 <= evals["start"]["accuracy"] <= 1.0 and 0.0 <= evals["final"]["accuracy"] <= 1.0
+    steps = [
+        json.loads(x)["control/w_up"] for x in (run / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps[0] == 1.0 and len(steps) == 8  # `id` starts with w_up = lambda_0 = 1
