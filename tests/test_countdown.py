@@ -134,3 +134,12 @@ def test_generator_rejects_bad_parameters():
         CountdownTask(n_numbers=1)
     with pytest.raises(ValueError, match="split"):
         CountdownTask().generate(3, split="valid")
+
+
+def test_generate_raises_when_the_task_has_too_few_problems():
+    # numbers are always [1, 1] and targets must lie in [1, 2]: only 1+1 = 2 and 1*1 = 1/1 = 1
+    # exist, so at most 2 distinct problems; asking for 5 must fail instead of looping forever.
+    task = CountdownTask(n_numbers=2, max_number=1, max_target=2, seed=0)
+    with pytest.raises(ValueError, match=r"found only [12] after"):
+        task.generate(5, split="train", test_fraction=0.0)
+    assert len(task.generate(1, split="train", test_fraction=0.0)) == 1

@@ -112,6 +112,10 @@ class CountdownTask:
         return take_split(iter(self), n, split=split, test_fraction=test_fraction)
 
 
+# Consecutive draws without a new problem before ``take_split`` gives up.
+MAX_MISSES = 20_000
+
+
 def take_split(problems: Iterator, n: int, *, split: str, test_fraction: float) -> list:
     """The first ``n`` distinct problems (by ``.key``) whose content hashes into ``split``."""
     if split not in ("train", "test"):
@@ -120,12 +124,22 @@ def take_split(problems: Iterator, n: int, *, split: str, test_fraction: float) 
         raise ValueError(f"split {split!r} is empty with test_fraction={test_fraction}")
     out: list = []
     seen: set[str] = set()
+    misses = 0  # draws in a row that added nothing: the task space may be exhausted
     for p in problems:
         if len(out) >= n:
             break
         if p.key not in seen and split_of(p.key, test_fraction) == split:
             seen.add(p.key)
             out.append(p)
+            misses = 0
+        else:
+            misses += 1
+            if misses > MAX_MISSES:
+                raise ValueError(
+                    f"asked for {n} distinct {split!r} problems but found only {len(out)} after "
+                    f"{MAX_MISSES} draws in a row without a new one: the task has too few "
+                    "distinct problems (raise max_number/max_target or n_numbers, or ask for fewer)"
+                )
     return out
 
 
