@@ -35,6 +35,7 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/bench_losses.py
 	$(PY) benchmarks/bench_entropy.py
+	$(PY) benchmarks/bench_rewards.py
 
 clean-venv:
 	rm -rf $(VENV)
