@@ -60,7 +60,7 @@ def _check_eps(name: str, eps: EpsLike, shape: torch.Size, *, upper: bool) -> Ep
     return float(eps)
 
 
-def prepare(
+def check_inputs(
     logprobs: Tensor,
     old_logprobs: Tensor,
     advantages: Tensor,
@@ -68,8 +68,10 @@ def prepare(
     *,
     eps_low: EpsLike,
     eps_high: EpsLike,
-) -> Prepared:
-    """Check shapes and build the masked, clamped quantities every loss starts from."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor, EpsLike, EpsLike]:
+    """Check shapes and eps. Returns ``(logprobs, old_logprobs, advantages, valid, eps_low,
+    eps_high)``: log-probs in the compute dtype (float32 or wider; ``old_logprobs`` detached),
+    advantages ``[B, 1]`` or ``[B, T]`` (detached), ``valid`` the bool mask."""
     if logprobs.dim() != 2:
         raise ValueError(f"logprobs must be [B, T], got shape {tuple(logprobs.shape)}")
     shape = logprobs.shape
@@ -84,17 +86,33 @@ def prepare(
         )
     dtype = torch.promote_types(logprobs.dtype, torch.float32)
     valid = mask if mask.dtype == torch.bool else mask != 0
-    zero = logprobs.new_zeros((), dtype=dtype)
-    logprobs = logprobs.to(dtype)
-    log_ratio = torch.where(valid, logprobs - old_logprobs.detach().to(dtype), zero)
-    log_ratio = log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     eps_low = _check_eps("eps_low", eps_low, shape, upper=False)
     eps_high = _check_eps("eps_high", eps_high, shape, upper=True)
+    old = old_logprobs.detach().to(dtype)
+    return logprobs.to(dtype), old, advantages.detach().to(dtype), valid, eps_low, eps_high
+
+
+def prepare(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    eps_low: EpsLike,
+    eps_high: EpsLike,
+) -> Prepared:
+    """Check inputs and build the masked, clamped quantities every loss starts from."""
+    logprobs, old, adv, valid, eps_low, eps_high = check_inputs(
+        logprobs, old_logprobs, advantages, mask, eps_low=eps_low, eps_high=eps_high
+    )
+    zero = logprobs.new_zeros(())
+    log_ratio = torch.where(valid, logprobs - old, zero)
+    log_ratio = log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     return Prepared(
         logprobs=logprobs,
         log_ratio=log_ratio,
         ratio=log_ratio.exp(),
-        advantages=torch.where(valid, advantages.detach().to(dtype), zero),
+        advantages=torch.where(valid, adv, zero),
         mask=valid,
         eps_low=eps_low,
         eps_high=eps_high,
@@ -127,27 +145,42 @@ def base_metrics(p: Prepared, high: Tensor, low: Tensor) -> dict[str, Tensor]:
     tokens have log-ratio 0, ratio 1 and advantage 0, so ``high``/``low`` are False there and
     ``r - 1``, ``r - 1 - log r`` and ``log r`` are exactly 0 there.
     """
-    ratio = p.ratio.detach()
-    lr = p.log_ratio.detach()
     n = p.mask.sum()
-    denom = n.clamp(min=1).to(ratio.dtype)
+    denom = n.clamp(min=1).to(p.ratio.dtype)
     return {
         "clip/frac_high": high.sum() / denom,
         "clip/frac_low": low.sum() / denom,
         "clip/frac": (high | low).sum() / denom,
-        "clip/eps_high_mean": _eps_mean(p.eps_high, p.mask, n, denom),
-        "clip/eps_low_mean": _eps_mean(p.eps_low, p.mask, n, denom),
-        "policy/ratio_mean": ((ratio - 1.0).sum() + n) / denom,
+        "clip/eps_high_mean": eps_mean(p.eps_high, p.mask, n, denom),
+        "clip/eps_low_mean": eps_mean(p.eps_low, p.mask, n, denom),
+        **policy_metrics(p.ratio, p.log_ratio, n, denom),
+    }
+
+
+def policy_metrics(ratio: Tensor, log_ratio: Tensor, n: Tensor, denom: Tensor) -> dict[str, Tensor]:
+    """Mean ratio and KL estimates over the ``n`` valid tokens (masked: ratio 1, log-ratio 0)."""
+    ratio, lr = ratio.detach(), log_ratio.detach()
+    r_minus_1 = ratio - 1.0
+    ratio_sum = r_minus_1.sum()
+    return {
+        "policy/ratio_mean": (ratio_sum + n) / denom,
         # k3 estimator of KL(pi_old || pi_theta) on samples from pi_old: (r - 1) - log r >= 0.
-        "policy/approx_kl": (ratio - 1.0 - lr).sum() / denom,
+        # In place: the value of (ratio - 1.0 - lr) without another [B, T] buffer.
+        "policy/approx_kl": r_minus_1.sub_(lr).sum() / denom,
         # k1 estimator, mean of -log r: verl's `actor/ppo_kl`.
         "policy/kl_k1": -lr.sum() / denom,
     }
 
 
-def _eps_mean(eps: EpsLike, mask: Tensor, n: Tensor, denom: Tensor) -> Tensor:
+def eps_mean(
+    eps: EpsLike, mask: Tensor, n: Tensor, denom: Tensor, out: Tensor | None = None
+) -> Tensor:
+    """Mean of ``eps`` over the valid tokens. ``mask``: bool, or float {0, 1} (faster on CPU);
+    ``out``: an optional ``[B, T]`` scratch buffer for the product."""
     if isinstance(eps, Tensor):
         # nansum: eps may be NaN/inf in padding (thresholds of garbage log-probs); x * 0 -> NaN.
-        return torch.nansum(eps * mask) / denom
+        return (
+            torch.nansum(torch.mul(eps, mask, out=out) if out is not None else eps * mask) / denom
+        )
     # A scalar eps: its mean over the valid tokens is itself (0 when there are none).
     return ((n > 0) * eps).to(denom.dtype)

@@ -16,6 +16,7 @@ from flexent.losses._common import (
     out_of_band,
     prepare,
 )
+from flexent.losses._fused import fusable, fused_ppo_clip
 from flexent.losses.registry import LossOutput, register_policy_loss
 
 
@@ -45,18 +46,25 @@ def ppo_clip(
     >>> [round(v, 4) for v in out.per_token_loss[0].tolist()]
     [-1.2, -1.0, -0.5]
     """
-    p = prepare(logprobs, old_logprobs, advantages, mask, eps_low=eps_low, eps_high=eps_high)
-    A, r = p.advantages, p.ratio
-    loss, high, low = clipped_surrogate(p)
-    metrics = base_metrics(p, high, low)
+    if fusable(logprobs, eps_low, eps_high):
+        # One graph-free pass (see _fused): the values of the autograd path below, faster.
+        f = fused_ppo_clip(
+            logprobs, old_logprobs, advantages, mask, eps_low=eps_low, eps_high=eps_high
+        )
+        loss, metrics, neg_adv, r, valid = f.loss, f.metrics, f.neg_adv, f.ratio, f.mask
+    else:
+        p = prepare(logprobs, old_logprobs, advantages, mask, eps_low=eps_low, eps_high=eps_high)
+        loss, high, low = clipped_surrogate(p)
+        metrics = base_metrics(p, high, low)
+        neg_adv, r, valid = -p.advantages, p.ratio, p.mask
     if clip_c is not None:
         if isinstance(clip_c, bool) or not isinstance(clip_c, (int, float)):
             raise ValueError(f"clip_c must be a float > 1 or None, got {clip_c!r}")
         if not (math.isfinite(clip_c) and clip_c > 1.0):
             raise ValueError(f"clip_c must be a finite float > 1 (dual clip), got {clip_c!r}")
-        dual = (A < 0) & (r > clip_c)
-        loss = torch.where(dual, -A * float(clip_c), loss)
-        metrics["clip/frac_dual"] = masked_mean(dual.to(r.dtype), p.mask)
+        dual = (neg_adv > 0) & (r > clip_c)  # A < 0 and r > clip_c
+        loss = torch.where(dual, neg_adv * float(clip_c), loss)
+        metrics["clip/frac_dual"] = masked_mean(dual.to(r.dtype), valid)
     return LossOutput(loss, metrics)
 
 
