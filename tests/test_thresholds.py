@@ -196,3 +196,28 @@ def test_inputs_are_not_modified(mode: str) -> None:
     old_copy, cur_copy = old.clone(), cur.clone()
     DynamicThresholds(mode=mode)(old, w_up=0.5, w_low=1.0, logprobs=cur)
     assert torch.equal(old, old_copy) and torch.equal(cur, cur_copy)
+
+
+def test_eps_std_pair_gives_an_asymmetric_static_clip():
+    # w = 0 on both sides selects eps_std alone: (low, high) = (0.2, 0.28) everywhere, whatever p.
+    th = DynamicThresholds(eps_std=(0.2, 0.28))
+    old = torch.log(torch.tensor([[0.01, 0.5, 1.0]]))
+    eps_low, eps_high = th(old, w_up=0.0, w_low=0.0)
+    # (float32 tensors: compare with the float32 roundings of 0.2 and 0.28)
+    assert torch.equal(eps_low, torch.full((1, 3), 0.2))
+    assert torch.equal(eps_high, torch.full((1, 3), 0.28))
+    # w_up = 0.5 at p_old = 1 (implicit): 0.5 * 0.2 (the worked value) + 0.5 * 0.28 = 0.24; the
+    # lower side still mixes with its own std, 0.2.
+    eps_low, eps_high = th(torch.zeros(1, 1), w_up=0.5, w_low=0.0)
+    assert eps_high.item() == pytest.approx(0.24, abs=1e-6)
+    assert eps_low.item() == pytest.approx(0.2, abs=1e-7)
+    assert DynamicThresholds.from_dict(th.to_dict()) == th
+
+
+@pytest.mark.parametrize(
+    ("eps_std", "name"),
+    [((0.2,), "eps_std"), ((0.2, 1.5), r"eps_std\[1\] \(high\)"), ((0.0, 0.2), r"eps_std\[0\]")],
+)
+def test_eps_std_pair_validation(eps_std, name):
+    with pytest.raises(ValueError, match=name):
+        DynamicThresholds(eps_std=eps_std)

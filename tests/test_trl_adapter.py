@@ -109,7 +109,9 @@ def tiny():
     [
         # static: (w_up, w_low) = (0, 0) -> both eps are eps_std (GRPO clip, symmetric)
         ("static", {"eps_std": 0.2}, 0.2, 0.2),
-        # clip-higher 0.28 / 0.2: fixed-float thresholds fully mixed in by `dynamic` (1, 1)
+        # DAPO clip-higher (0.2, 0.28) as the issue states it: `static` with an asymmetric eps_std
+        ("static", {"eps_std": [0.2, 0.28]}, 0.2, 0.28),
+        # the same clip as fixed-float thresholds fully mixed in by `dynamic` (1, 1)
         ("dynamic", {"upper": 0.28, "lower": 0.2}, 0.2, 0.28),
     ],
 )

@@ -62,7 +62,7 @@ class RewardConfig:
 class ThresholdsConfig:
     upper: Any = field(default_factory=lambda: [-0.25, 0.5])  # [alpha_u, beta_u] or a float
     lower: Any = field(default_factory=lambda: [-0.13, 0.3])  # [alpha_l, beta_l] or a float
-    eps_std: float = 0.2
+    eps_std: Any = 0.2  # a float, or [low, high] for an asymmetric static clip (DAPO: [0.2, 0.28])
     eps_clamp: list[float] = field(default_factory=lambda: [0.05, 0.6])
     mode: str = "implicit"  # implicit | old | detached
 

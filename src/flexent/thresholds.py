@@ -63,6 +63,17 @@ def _check_open_unit(name: str, value: Any) -> float:
     return value
 
 
+def _check_eps_std(value: Any) -> float | tuple[float, float]:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"eps_std must be a float or a pair (low, high), got {value!r}")
+        return (
+            _check_open_unit("eps_std[0] (low)", value[0]),
+            _check_open_unit("eps_std[1] (high)", value[1]),
+        )
+    return _check_open_unit("eps_std", value)
+
+
 def _check_weight(name: str, value: Any) -> float:
     if isinstance(value, Tensor):
         raise ValueError(f"{name} must be a Python float in [0, 1], got a tensor")
@@ -95,14 +106,16 @@ class DynamicThresholds:
     Args:
         upper: ``(alpha_u, beta_u)`` with ``alpha_u < 0``, or a fixed eps_high in (0, 1).
         lower: ``(alpha_l, beta_l)`` with ``alpha_l < 0``, or a fixed eps_low in (0, 1).
-        eps_std: the static eps mixed in with weight ``1 - w`` (GRPO's 0.2).
+        eps_std: the static eps mixed in with weight ``1 - w`` (GRPO's 0.2), or a pair
+            ``(eps_std_low, eps_std_high)`` for an asymmetric static clip (DAPO's
+            clip-higher is ``(0.2, 0.28)``), so the ``static`` strategy can run it.
         eps_clamp: ``(eps_min, eps_max)`` applied to the probability-dependent values.
         mode: ``"implicit"`` | ``"old"`` | ``"detached"``.
     """
 
     upper: Linear | float = (-0.25, 0.5)
     lower: Linear | float = (-0.13, 0.3)
-    eps_std: float = 0.2
+    eps_std: float | tuple[float, float] = 0.2
     eps_clamp: tuple[float, float] = (0.05, 0.6)
     mode: str = "implicit"
 
@@ -111,7 +124,7 @@ class DynamicThresholds:
             raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
         upper = _check_linear("upper", self.upper, lower_side=False, mode=self.mode)
         lower = _check_linear("lower", self.lower, lower_side=True, mode=self.mode)
-        eps_std = _check_open_unit("eps_std", self.eps_std)
+        eps_std = _check_eps_std(self.eps_std)
         if not isinstance(self.eps_clamp, (tuple, list)) or len(self.eps_clamp) != 2:
             raise ValueError(f"eps_clamp must be a pair (eps_min, eps_max), got {self.eps_clamp!r}")
         lo = _check_open_unit("eps_clamp[0] (eps_min)", self.eps_clamp[0])
@@ -190,15 +203,26 @@ class DynamicThresholds:
     def _mix(self, p: Tensor, w: float, *, upper: bool, reuse: bool) -> Tensor:
         # The end points are returned as they are, so that w = 0 is exactly eps_std even where
         # p is NaN (e.g. garbage in padded positions) and w = 1 is exactly the dynamic value.
+        std = self.std_eps(upper=upper)
         if w == 0.0:
-            return torch.full_like(p, self.eps_std)
+            return torch.full_like(p, std)
         spec = self.upper if upper else self.lower
         if isinstance(spec, float):
-            return torch.full_like(p, w * spec + (1.0 - w) * self.eps_std)
+            return torch.full_like(p, w * spec + (1.0 - w) * std)
         dyn = self._dynamic(p, spec, upper=upper, reuse=reuse)
         if w == 1.0:
             return dyn
-        return dyn.mul_(w).add_((1.0 - w) * self.eps_std)  # dyn is a fresh tensor of ours
+        return dyn.mul_(w).add_((1.0 - w) * std)  # dyn is a fresh tensor of ours
+
+    def std_eps(self, *, upper: bool) -> float:
+        """The static eps of one side: ``eps_std``, or its ``high`` / ``low`` element.
+
+        >>> DynamicThresholds(eps_std=(0.2, 0.28)).std_eps(upper=True)
+        0.28
+        """
+        if isinstance(self.eps_std, tuple):
+            return self.eps_std[1] if upper else self.eps_std[0]
+        return self.eps_std
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DynamicThresholds:
