@@ -187,3 +187,28 @@ def test_dynamic_thresholds_reach_the_loss(tmp_path, tiny):
     got = trainer._metrics["train"]["clip/eps_high_mean"][-1]
     assert got == pytest.approx(want.item(), rel=1e-5)
     assert DynamicThresholds().mode == "implicit"
+
+
+def test_entropy_bonus_subtracts_the_token_mean_entropy(tmp_path, tiny):
+    """entropy_coef c: with bnpo (token-mean) normalisation, loss(c) = loss(0) - c * mean H."""
+    tokenizer, model = tiny
+    inputs = _batch(tokenizer, model)
+    losses = {}
+    for coef in (0.0, 0.5):
+        control = EntropyControl(strategy="static", entropy_coef=coef)
+        trainer = _make(tmp_path / str(coef), FlexentGRPOTrainer, copy.deepcopy(model),
+                        tokenizer, entropy_control=control, loss_type="bnpo")  # fmt: skip
+        trainer.model.train()
+        trainer.current_gradient_accumulation_steps = 1
+        trainer.state.max_steps = 10
+        losses[coef] = trainer._compute_loss(trainer.model, dict(inputs)).item()
+    # independent entropy: softmax of the model's logits at the completion positions
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    with torch.no_grad():
+        logits = model(ids).logits[:, 2:-1].float()
+    h = torch.distributions.Categorical(logits=logits).entropy()
+    mask = inputs["completion_mask"].float()
+    mean_h = ((h * mask).sum() / mask.sum()).item()
+    assert losses[0.5] == pytest.approx(losses[0.0] - 0.5 * mean_h, rel=1e-5, abs=1e-6)
+    with pytest.raises(ValueError, match="entropy_coef"):
+        EntropyControl(entropy_coef=float("nan"))

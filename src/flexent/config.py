@@ -76,6 +76,7 @@ class EntropyControlConfig:
     loss_params: dict[str, Any] = field(default_factory=dict)
     region_schemes: list[str] = field(default_factory=lambda: ["theory", "empirical"])
     on_inert: str = "error"  # error | warn | ignore
+    entropy_coef: float = 0.0  # entropy bonus c_H (loss - c_H * H); 0 = off
 
 
 @dataclass

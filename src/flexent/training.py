@@ -83,6 +83,7 @@ def build_trainer(cfg: FlexentConfig, run_dir: Path) -> Any:
         loss_params=dict(ec.loss_params),
         region_schemes=tuple(ec.region_schemes),
         on_inert=ec.on_inert,
+        entropy_coef=float(ec.entropy_coef),
     )
     callbacks: list[Any] = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), ProgressBarCallback()]
     if cfg.output.tensorboard:

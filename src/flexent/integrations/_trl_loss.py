@@ -87,6 +87,12 @@ def compute_flexent_loss(trainer: Any, model, inputs) -> torch.Tensor:
         **trainer.entropy_control.loss_params,
     )
     per_token_loss = out.per_token_loss
+    if trainer.entropy_control.entropy_coef:
+        from flexent.losses import entropy_bonus
+
+        per_token_loss = entropy_bonus(
+            per_token_loss, entropies, float(trainer.entropy_control.entropy_coef)
+        )
 
     if trainer.off_policy_mask_threshold is not None:
         sampling = inputs.get("sampling_per_token_logps", old_logprobs)

@@ -26,6 +26,7 @@ How it departs from / relies on TRL 1.16 (read its ``grpo_trainer.py``):
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -63,6 +64,8 @@ class EntropyControl:
         loss: a registered flexent policy loss name (``flexent.losses.list_policy_losses()``).
         loss_params: keyword arguments of that loss (e.g. ``beta1`` for ``ce_gppo``).
         region_schemes: ``flexent.diagnostics.region_stats`` schemes logged each step.
+        entropy_coef: entropy bonus coefficient c_H (``flexent.losses.entropy_bonus``): the
+            per-token loss becomes ``loss - c_H * H`` before TRL's normalisation; 0 = off.
         on_inert: ``"warn"``, ``"error"`` or ``"ignore"`` when clipping is inert.
     """
 
@@ -73,6 +76,7 @@ class EntropyControl:
     loss_params: dict[str, Any] = field(default_factory=dict)
     region_schemes: tuple[str, ...] = ("theory", "empirical")
     on_inert: str = "warn"
+    entropy_coef: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.thresholds, Mapping):
@@ -84,6 +88,10 @@ class EntropyControl:
         from flexent.losses import get_policy_loss
 
         get_policy_loss(self.loss)  # fail early with the registry's list of valid names
+        if isinstance(self.entropy_coef, bool) or not (
+            isinstance(self.entropy_coef, (int, float)) and math.isfinite(self.entropy_coef)
+        ):
+            raise ValueError(f"entropy_coef must be a finite float, got {self.entropy_coef!r}")
         self.region_schemes = tuple(self.region_schemes)
 
 
