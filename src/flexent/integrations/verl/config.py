@@ -231,8 +231,11 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
         # conflicts with this section's verl keys now; actor-level keys when the loss runs
         _resolve(flexent_loss_name(self.loss_mode), dict(self.loss_params), {"policy_loss": self})
 
-    def thresholds(self, *, eps_std: float) -> DynamicThresholds:
-        """The :class:`DynamicThresholds` of this config with the given ``eps_std``."""
+    def thresholds(self, *, eps_std: float | tuple[float, float]) -> DynamicThresholds:
+        """The :class:`DynamicThresholds` of this config with the given ``eps_std``.
+
+        ``eps_std`` is a float or a ``(low, high)`` pair (verl's ``clip_ratio_low/high``).
+        """
         try:
             return DynamicThresholds.from_dict(
                 {

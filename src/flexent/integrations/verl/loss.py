@@ -76,14 +76,14 @@ def thresholds_for(
     eps_std = getattr(pl, "eps_std", None)
     std_low, std_high = (clip_low, clip_high) if eps_std is None else (eps_std, eps_std)
     w_up, w_low = step_weights(config)
-    eps_high: torch.Tensor | float = float(std_high)
-    eps_low: torch.Tensor | float = float(std_low)
+    if w_up == 0.0 and w_low == 0.0:
+        return float(std_low), float(std_high)
+    th = pl.thresholds(eps_std=(float(std_low), float(std_high)))
+    eps_low, eps_high = th(old_log_prob, w_up, w_low, log_prob)
     # w = 0 is exactly eps_std: keep it a Python float so the clip bound is computed as verl does.
-    if w_up != 0.0:
-        eps_high = pl.thresholds(eps_std=std_high)(old_log_prob, w_up, 0.0, log_prob)[1]
-    if w_low != 0.0:
-        eps_low = pl.thresholds(eps_std=std_low)(old_log_prob, 0.0, w_low, log_prob)[0]
-    return eps_low, eps_high
+    return (float(std_low) if w_low == 0.0 else eps_low), (
+        float(std_high) if w_up == 0.0 else eps_high
+    )
 
 
 def _loss_params(name: str, config: Any, device: torch.device) -> dict[str, Any]:
