@@ -91,3 +91,16 @@ def test_eval_is_reproducible_and_handles_two_benchmarks(model_dir, tmp_path):
 def test_eval_rejects_bad_ks(model_dir, tmp_path):
     with pytest.raises(SystemExit, match=r"--ks value 4 must be in \[1, --samples=2\]"):
         _eval(model_dir, tmp_path, "--ks", "1", "4")
+
+
+def test_reward_param_parsing_and_errors():
+    from flexent.commands.eval import reward_params
+
+    # YAML scalars: booleans, ints and strings come back typed
+    assert reward_params(["exactly_once=true", "max_chars=50", "style=answer"]) == {
+        "exactly_once": True,
+        "max_chars": 50,
+        "style": "answer",
+    }
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        reward_params(["no_equals_sign"])

@@ -128,7 +128,7 @@ def test_demo_end_to_end(tmp_path):
     run = tmp_path / "runs" / "demo"
     assert main(["demo", "--run-dir", str(run), "trainer.max_steps=8", "trainer.save_steps=4"]) == 0
     text = (run / "summary.md").read_text()
-    assert "held-out accuracy" in text and (run / "training.png").is_file()
+    assert "held-out accuracy" in text and (run / "report" / "entropy.png").is_file()
     evals = json.loads((run / "eval.json").read_text())
     assert 0.0 <= evals["start"]["accuracy"] <= 1.0 and 0.0 <= evals["final"]["accuracy"] <= 1.0
     steps = [

@@ -18,37 +18,17 @@ def _at(series: list[tuple[int, float]], where: str) -> str:
     return f"{series[i][1]:.3f} (step {series[i][0]})"
 
 
-def plot(run_dir: Path, lines: list[dict[str, Any]]) -> list[str]:
-    import matplotlib
+def plot(run_dir: Path) -> list[str]:
+    """``flexent report`` on this run into ``run_dir/report``; figure paths relative to the run."""
+    from flexent.report import make_report
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [
-        ("entropy", ["entropy/mean"]),
-        ("reward", ["reward/mean"]),
-        ("strategy weights", ["control/w_up", "control/w_low"]),
-        ("thresholds (mean eps)", ["clip/eps_high_mean", "clip/eps_low_mean"]),
-        ("clipped token fraction", ["clip/frac_high", "clip/frac_low"]),
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
-    for ax, (title, keys) in zip(axes, panels, strict=True):
-        for key in keys:
-            s = _series(lines, key)
-            if s:
-                ax.plot([p[0] for p in s], [p[1] for p in s], label=key)
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(run_dir / "training.png", dpi=110)
-    plt.close(fig)
-    return ["training.png"]
+    report = make_report([run_dir], run_dir / "report")
+    return [str(p.relative_to(run_dir)) for p in report.figures]
 
 
 def write_summary(run_dir: Path, evals: dict[str, Any], *, elapsed_s: float, command: str) -> Path:
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
-    figures = plot(run_dir, lines)
+    figures = plot(run_dir)
     entropy = _series(lines, "entropy/mean")
     reward = _series(lines, "reward/mean")
     start, final = evals.get("start", {}), evals.get("final", {})

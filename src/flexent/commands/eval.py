@@ -50,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "benchmarks and files, countdown / arithmetic for those tasks)",
     )
     add(
+        "--reward-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument of the reward (YAML value, repeatable), e.g. "
+        "last_line_fallback=true for countdown answers without <answer> tags",
+    )
+    add(
         "--instruction",
         help="text appended to each problem; '{problem}' in it makes it a "
         "template (default for math-scored benchmarks: the \\boxed{} instruction; '' for none)",
@@ -143,6 +151,23 @@ def load_benchmarks(args: argparse.Namespace, *, chat: bool) -> list[Any]:
     return benches
 
 
+def reward_params(items: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> kwargs, each value parsed as YAML (``true``, ``3``, ``[1, 2]``).
+
+    >>> reward_params(["last_line_fallback=true", "max_chars=50"])
+    {'last_line_fallback': True, 'max_chars': 50}
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"flexent eval: --reward-param expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -166,7 +191,13 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=total, unit="problem", disable=args.no_progress, file=sys.stderr) as bar:
         for bench in benches:
             bar.set_description(bench.name)
-            reward = get_reward(bench.reward)
+            params = reward_params(args.reward_param)
+            try:
+                reward = get_reward(bench.reward, **params)
+            except TypeError as err:  # an unknown keyword of the reward's constructor
+                raise SystemExit(
+                    f"flexent eval: --reward-param for {bench.reward!r}: {err}"
+                ) from None
             problems = run_benchmark(
                 generator,
                 bench,
@@ -178,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
             collected[bench.name] = {
                 "source": bench.source,
                 "reward": bench.reward,
+                "reward_params": params,
                 "problems": problems,
             }
     results = build_results(

@@ -114,6 +114,7 @@ def build_results(
         out[name] = {
             "source": str(bench["source"]),
             "reward": str(bench["reward"]),
+            "reward_params": dict(bench.get("reward_params", {})),
             "num_problems": len(problems),
             "metrics": benchmark_metrics(problems, ks),
             "problems": [_problem_dict(p) for p in problems],
