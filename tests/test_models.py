@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from flexent.models import (
+    align_special_tokens,
     build_char_tokenizer,
     build_tiny_qwen2,
     load_model_and_tokenizer,
@@ -127,6 +129,20 @@ def test_smollm2_gguf_path_when_not_installed(monkeypatch):
         smollm2_gguf_path(required=True)
 
 
+def test_align_special_tokens_follows_config_ids():
+    # Char tokenizer ids by construction: <|pad|>=0, <|bos|>=1, <|im_end|>=2 (EOS), <|unk|>=3,
+    # <|im_start|>=4. The GGUF case: tokenizer EOS wrong, config says EOS=PAD=<|im_end|>.
+    tok = build_char_tokenizer("ab")
+    tok.eos_token = "<|im_start|>"
+    config = SimpleNamespace(bos_token_id=1, eos_token_id=2, pad_token_id=3)
+    assert align_special_tokens(tok, config) == {"eos_token": "<|im_end|>", "pad_token": "<|unk|>"}
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (1, 2, 3)
+    # Ids that are missing, lists or outside the 7-token vocabulary change nothing.
+    odd = SimpleNamespace(bos_token_id=None, eos_token_id=[2, 4], pad_token_id=7)
+    assert align_special_tokens(tok, odd) == {}
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (1, 2, 3)
+
+
 @pytest.mark.slow
 def test_load_smollm2_gguf_when_installed():
     path = smollm2_gguf_path()
@@ -138,3 +154,5 @@ def test_load_smollm2_gguf_when_installed():
         [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
     )
     assert text.endswith("<|im_start|>assistant\n")
+    # The GGUF metadata says eos = pad = 2 = <|im_end|>, the end of a chat turn.
+    assert (tok.eos_token, tok.eos_token_id, tok.pad_token_id) == ("<|im_end|>", 2, 2)

@@ -203,6 +203,33 @@ def _is_word_level(directory: Path) -> bool:
     return isinstance(spec, dict) and spec.get("model", {}).get("type") == "WordLevel"
 
 
+def align_special_tokens(tokenizer: PreTrainedTokenizerBase, config: Any) -> dict[str, str]:
+    """Set the tokenizer's BOS/EOS/PAD tokens to the ids in the model ``config``; returns changes.
+
+    transformers 5.x builds a GGUF file's tokenizer with the wrong EOS: for SmolLM2-135M-Instruct
+    it reports ``<|im_start|>`` (id 1, the BOS) instead of ``<|im_end|>`` (id 2) and no PAD,
+    while the model config read from the same GGUF metadata has the right ids
+    (``eos_token_id=2``, ``pad_token_id=2``). Generation and TRL's completion mask stop at the
+    tokenizer's EOS, so without this fix a chat turn runs past ``<|im_end|>``. Ids that are not a
+    single int inside the vocabulary are left alone.
+
+    >>> from types import SimpleNamespace
+    >>> tok = build_char_tokenizer("ab")  # pad 0, bos 1, eos 2 (<|im_end|>), unk 3, im_start 4
+    >>> align_special_tokens(tok, SimpleNamespace(eos_token_id=4, bos_token_id=1, pad_token_id=None))
+    {'eos_token': '<|im_start|>'}
+    """
+    changed: dict[str, str] = {}
+    for attr in ("bos_token", "eos_token", "pad_token"):
+        token_id = getattr(config, f"{attr}_id", None)
+        if not isinstance(token_id, int) or not 0 <= token_id < len(tokenizer):
+            continue
+        if getattr(tokenizer, f"{attr}_id") != token_id:
+            token = str(tokenizer.convert_ids_to_tokens(token_id))
+            setattr(tokenizer, attr, token)
+            changed[attr] = token
+    return changed
+
+
 def load_model_and_tokenizer(
     path: str | Path,
     *,
@@ -215,8 +242,9 @@ def load_model_and_tokenizer(
 
     ``path`` is a local model directory, a ``.gguf`` file, or a hub name such as
     ``Qwen/Qwen2.5-Math-1.5B`` (needs the hub). ``gguf_file`` names a GGUF file inside the
-    directory or hub repo; transformers dequantises it to ``dtype``. A tokenizer without a pad
-    token gets its EOS token as pad.
+    directory or hub repo; transformers dequantises it to ``dtype``, and the tokenizer's
+    BOS/EOS/PAD are taken from the GGUF model config (:func:`align_special_tokens`). A tokenizer
+    without a pad token gets its EOS token as pad.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -238,6 +266,8 @@ def load_model_and_tokenizer(
     except OSError as err:
         where = "local directory" if Path(source).exists() else "hub name (no such local path)"
         raise OSError(f"could not load model {str(path)!r} as a {where}: {err}") from err
+    if gguf is not None:
+        align_special_tokens(tokenizer, model.config)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     # transformers' decorator on `.to` confuses mypy about the argument type.

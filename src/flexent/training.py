@@ -72,7 +72,7 @@ def build_trainer(cfg: FlexentConfig, run_dir: Path) -> Any:
     model, tokenizer = load_model_and_tokenizer(
         m.path, gguf_file=m.gguf_file, dtype=m.dtype, trust_remote_code=m.trust_remote_code
     )
-    trainer_kwargs = {"logging_steps": 1, "save_strategy": "steps", **cfg.trainer}
+    trainer_kwargs = {"logging_steps": 1, "save_strategy": "steps", **trainer_defaults(cfg.trainer)}
     args = GRPOConfig(output_dir=str(run_dir), report_to=[], **trainer_kwargs)
     ec = cfg.entropy_control
     control = EntropyControl(
@@ -100,6 +100,28 @@ def build_trainer(cfg: FlexentConfig, run_dir: Path) -> Any:
     )
     trainer.remove_callback(ProgressCallback)
     return trainer
+
+
+def trainer_defaults(trainer: dict[str, Any], *, cuda: bool | None = None) -> dict[str, Any]:
+    """``trainer`` (GRPOConfig fields) with ``bf16`` defaulted to False for a CPU run.
+
+    TRL's ``GRPOConfig`` defaults ``bf16=True``; on a CPU without bf16 matrix units accelerate's
+    bf16 autocast then runs every matmul in emulated bf16 (a 2-core SmolLM2-135M run did not
+    finish one GRPO step in 7 minutes). An explicit ``bf16`` in ``trainer`` is kept.
+
+    >>> trainer_defaults({"use_cpu": True})
+    {'bf16': False, 'use_cpu': True}
+    >>> trainer_defaults({"bf16": True, "use_cpu": True})
+    {'bf16': True, 'use_cpu': True}
+    >>> trainer_defaults({}, cuda=True)
+    {}
+    """
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    on_cpu = bool(trainer.get("use_cpu", False)) or not cuda
+    return {"bf16": False, **trainer} if on_cpu and "bf16" not in trainer else dict(trainer)
 
 
 def _peft_config(cfg: FlexentConfig) -> Any:
