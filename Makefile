@@ -48,6 +48,7 @@ bench: setup
 	$(PY) benchmarks/bench_losses.py
 	$(PY) benchmarks/bench_entropy.py
 	$(PY) benchmarks/bench_rewards.py
+	$(PY) benchmarks/bench_bf16_cpu.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -39,6 +39,9 @@ class Bootstrap:
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
+    # fp32: TRL's configs default to bf16 autocast, which this kind of CPU (AVX2, no bf16 units)
+    # runs about 10x slower than fp32 (docs/performance.md); part of the cache key.
+    bf16: bool = False
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -93,7 +96,7 @@ def bootstrap_model(cache: Path, b: Bootstrap) -> Path:
         output_dir=str(out) + ".tmp", use_cpu=True, num_train_epochs=b.sft_epochs,
         per_device_train_batch_size=64, learning_rate=b.sft_lr, lr_scheduler_type="cosine",
         warmup_steps=10, logging_steps=20, save_strategy="no", report_to=[], max_length=64,
-        seed=b.seed, disable_tqdm=True,
+        seed=b.seed, disable_tqdm=True, bf16=b.bf16,
     )  # fmt: skip
     t0 = time.time()
     print(f"[demo] bootstrap: SFT on {len(demos)} countdown demonstrations ...")
