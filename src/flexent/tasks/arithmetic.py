@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flexent.tasks.countdown import take_split
+from flexent.tasks import ProceduralTask
 
 PROMPT = "What is {a} {op} {b}? Put your final answer within \\boxed{{}}."
 _APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
@@ -35,7 +35,7 @@ class ArithmeticProblem:
         return {"prompt": self.prompt(), "answer": str(self.answer), "task": "arithmetic"}
 
 
-class ArithmeticTask:
+class ArithmeticTask(ProceduralTask["ArithmeticProblem"]):
     """Problems ``a op b`` with ``digits``-digit positive operands, deterministic from ``seed``.
 
     >>> p = ArithmeticTask(digits=2, ops=("*",), seed=1).problem(0)
@@ -61,15 +61,3 @@ class ArithmeticTask:
         return ArithmeticProblem(
             rng.randint(low, high), rng.choice(self.ops), rng.randint(low, high)
         )
-
-    def __iter__(self) -> Iterator[ArithmeticProblem]:
-        index = 0
-        while True:
-            yield self.problem(index)
-            index += 1
-
-    def generate(
-        self, n: int, *, split: str = "train", test_fraction: float = 0.1
-    ) -> list[ArithmeticProblem]:
-        """``n`` distinct problems of ``split``; train and test never share a problem."""
-        return take_split(iter(self), n, split=split, test_fraction=test_fraction)

@@ -21,12 +21,12 @@ import ast
 import random
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from flexent.tasks import split_of
+from flexent.tasks import ProceduralTask
 
 PROMPT = (
     "Using the numbers {numbers}, create an equation that equals {target}. You can use basic "
@@ -65,7 +65,7 @@ class CountdownProblem:
         }
 
 
-class CountdownTask:
+class CountdownTask(ProceduralTask["CountdownProblem"]):
     """Solvable countdown problems, deterministic from ``seed``.
 
     >>> task = CountdownTask(n_numbers=3, max_number=20, seed=0)
@@ -98,49 +98,6 @@ class CountdownTask:
             if value.denominator == 1 and 1 <= value <= self.max_target:
                 return CountdownProblem(tuple(numbers), int(value), expr)
         raise RuntimeError(f"CountdownTask: no problem with target <= {self.max_target} found")
-
-    def __iter__(self) -> Iterator[CountdownProblem]:
-        index = 0
-        while True:
-            yield self.problem(index)
-            index += 1
-
-    def generate(
-        self, n: int, *, split: str = "train", test_fraction: float = 0.1
-    ) -> list[CountdownProblem]:
-        """``n`` distinct problems of ``split``; train and test never share a problem."""
-        return take_split(iter(self), n, split=split, test_fraction=test_fraction)
-
-
-# Consecutive draws without a new problem before ``take_split`` gives up.
-MAX_MISSES = 20_000
-
-
-def take_split(problems: Iterator, n: int, *, split: str, test_fraction: float) -> list:
-    """The first ``n`` distinct problems (by ``.key``) whose content hashes into ``split``."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if test_fraction == (0.0 if split == "test" else 1.0):
-        raise ValueError(f"split {split!r} is empty with test_fraction={test_fraction}")
-    out: list = []
-    seen: set[str] = set()
-    misses = 0  # draws in a row that added nothing: the task space may be exhausted
-    for p in problems:
-        if len(out) >= n:
-            break
-        if p.key not in seen and split_of(p.key, test_fraction) == split:
-            seen.add(p.key)
-            out.append(p)
-            misses = 0
-        else:
-            misses += 1
-            if misses > MAX_MISSES:
-                raise ValueError(
-                    f"asked for {n} distinct {split!r} problems but found only {len(out)} after "
-                    f"{MAX_MISSES} draws in a row without a new one: the task has too few "
-                    "distinct problems (raise max_number/max_target or n_numbers, or ask for fewer)"
-                )
-    return out
 
 
 def _random_expression(numbers: Sequence[int], rng: random.Random) -> tuple[Fraction, str]:
