@@ -47,6 +47,13 @@ def _cfg(tmp_path, text):
         ("", ["entropy_control.thresholds.eps_std=1.5"], "eps_std"),
         ("", ["entropy_control.thresholds.upper=[0.1,0.5]"], "alpha"),
         ("", ["oops"], "key.sub=value"),
+        ("", ["entropy_control.strategy=idd"], r"strategy.*'idd'.*valid names"),
+        (
+            "",
+            ["entropy_control.strategy=od", "entropy_control.strategy_params.phase_ratio=0.3"],
+            r"strategy_params.*\['phase_ratio'\]",
+        ),
+        ("", ["entropy_control.loss=ppo"], r"entropy_control\.loss.*ppo"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, text, overrides, match):

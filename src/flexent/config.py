@@ -169,6 +169,22 @@ def validate(cfg: FlexentConfig, *, where: str = "") -> None:
         DynamicThresholds.from_dict(dataclasses.asdict(cfg.entropy_control.thresholds))
     except ValueError as err:
         raise ConfigError(f"entropy_control.thresholds{where}: {err}") from None
+    _validate_entropy_control(cfg.entropy_control, where)
+
+
+def _validate_entropy_control(ec: EntropyControlConfig, where: str) -> None:
+    """Strategy and loss names and their parameter names, before any model is loaded."""
+    from flexent.losses import get_policy_loss
+    from flexent.strategies.base import check_strategy_params
+
+    try:
+        check_strategy_params(ec.strategy, ec.strategy_params)
+    except ValueError as err:
+        raise ConfigError(f"entropy_control.strategy / strategy_params{where}: {err}") from None
+    try:
+        get_policy_loss(ec.loss)
+    except ValueError as err:
+        raise ConfigError(f"entropy_control.loss{where}: {err}") from None
 
 
 def _get(cfg: Any, dotted: str) -> Any:

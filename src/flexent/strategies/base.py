@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 _REGISTRY: dict[str, type[Strategy]] = {}
@@ -40,16 +40,28 @@ def get_strategy(name: str, **params: Any) -> Strategy:
     >>> get_strategy("id", total_steps=400).weights(100)
     (0.5, 0.0)
     """
+    check_strategy_params(name, params)
+    return _REGISTRY[name](**params)
+
+
+def check_strategy_params(name: str, params: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` for an unknown strategy ``name`` or a parameter it does not accept
+    (listing the valid ones), without building the strategy (a config can be checked before
+    ``total_steps`` is known).
+
+    >>> check_strategy_params("od", {"phase_ratio": 0.5})
+    Traceback (most recent call last):
+    ...
+    ValueError: strategy 'od' got unknown parameter(s) ['phase_ratio']; accepted: ['total_steps', 'h_min_ratio', 'h_init']
+    """
     if name not in _REGISTRY:
         raise ValueError(f"unknown strategy {name!r}; valid names: {', '.join(list_strategies())}")
-    cls = _REGISTRY[name]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    accepted = [p for p in inspect.signature(_REGISTRY[name].__init__).parameters if p != "self"]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(
             f"strategy {name!r} got unknown parameter(s) {unknown}; accepted: {accepted}"
         )
-    return cls(**params)
 
 
 def check_total_steps(total_steps: int) -> int:
