@@ -96,6 +96,9 @@ def test_resume_matches_uninterrupted_run(setup):
     cut = tmp_path / "cut"
     cut.mkdir()
     shutil.copytree(full / "checkpoint-2", cut / "checkpoint-2")
+    # a checkpoint-3 the kill interrupted while saving (no trainer or strategy state): skipped
+    (cut / "checkpoint-3").mkdir()
+    (cut / "checkpoint-3" / "config.json").write_text("{}")
     lines = (full / "metrics.jsonl").read_text().splitlines()
     (cut / "metrics.jsonl").write_text("".join(x + "\n" for x in lines[:3]))
     overrides = ["trainer.max_steps=4", f"output.dir={cut}"]

@@ -173,6 +173,19 @@ def test_rejects_trl_only_loss_types(tmp_path, tiny):
         )
 
 
+def test_trl_clip_settings_flexent_does_not_apply_are_refused_or_warned(tmp_path, tiny):
+    tokenizer, model = tiny
+    for i, (kwargs, match) in enumerate(
+        [({"importance_sampling_level": "sequence"}, "gspo"), ({"delta": 3.0}, "clip_c")]
+    ):
+        with pytest.raises(ValueError, match=match):
+            _make(tmp_path / str(i), FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,
+                  **kwargs)  # fmt: skip
+    with pytest.warns(UserWarning, match="epsilon_high=0.28 are TRL's clip and are ignored"):
+        _make(tmp_path / "w", FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,
+              epsilon_high=0.28)  # fmt: skip
+
+
 def test_dynamic_thresholds_reach_the_loss(tmp_path, tiny):
     """With `dynamic` weights the per-token eps are the implicit-mode closed form on p_old."""
     tokenizer, model = tiny

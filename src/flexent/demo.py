@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,8 +106,14 @@ def bootstrap_model(cache: Path, b: Bootstrap) -> Path:
         model=model, args=args, train_dataset=Dataset.from_list(demos), processing_class=tokenizer
     )
     trainer.train()
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
+    # Save beside the cache entry, then rename: an interrupted save never looks like a cached
+    # model (the cache test is config.json), and the trainer's scratch folder is removed.
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    trainer.save_model(str(partial))
+    tokenizer.save_pretrained(str(partial))
+    os.replace(partial, out)
+    shutil.rmtree(str(out) + ".tmp", ignore_errors=True)
     print(f"[demo] bootstrap done in {time.time() - t0:.0f} s -> {out}")
     return out
 

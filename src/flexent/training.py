@@ -29,10 +29,17 @@ class RunResult:
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` (TRL's ``trainer_state.json`` and flexent's strategy
+    state both written): a run killed while saving leaves an incomplete one, which is skipped."""
+    from flexent.integrations.trl import STATE_FILE
+
     steps = [
         (int(p.name.split("-")[1]), p)
         for p in run_dir.glob("checkpoint-*")
-        if p.is_dir() and p.name.split("-")[1].isdigit()
+        if p.is_dir()
+        and p.name.split("-")[1].isdigit()
+        and (p / "trainer_state.json").is_file()
+        and (p / STATE_FILE).is_file()
     ]
     return max(steps)[1] if steps else None
 
@@ -157,7 +164,10 @@ def run_training(cfg: FlexentConfig, *, resume: bool = False) -> RunResult:
     save_config(cfg, run_dir / "config.yaml")
     trainer = build_trainer(cfg, run_dir)
     eval_path = run_dir / "eval.json"
-    results: dict[str, Any] = json.loads(eval_path.read_text()) if eval_path.exists() else {}
+    # an eval.json of an earlier attempt counts only when this run continues it
+    results: dict[str, Any] = (
+        json.loads(eval_path.read_text()) if resume and eval_path.exists() else {}
+    )
     if cfg.evaluation.enabled and cfg.evaluation.at_start and "start" not in results:
         results["start"] = evaluate(cfg, trainer.model, trainer.processing_class)
         eval_path.write_text(json.dumps(results, indent=1))
@@ -178,7 +188,13 @@ def evaluate(cfg: FlexentConfig, model: Any, tokenizer: Any) -> dict[str, Any]:
     e = cfg.evaluation
     rows = load_rows(cfg, evaluation=True)
     reward = get_reward(cfg.reward.name, **cfg.reward.params)
-    max_new = e.max_new_tokens or int(cfg.trainer.get("max_completion_length", 256))
+    if e.max_new_tokens:
+        max_new = e.max_new_tokens
+    else:  # GRPOConfig's own default when the trainer section does not set it
+        from trl import GRPOConfig
+
+        default = GRPOConfig.__dataclass_fields__["max_completion_length"].default
+        max_new = int(cfg.trainer.get("max_completion_length", default))
     sampling = SamplingConfig(
         temperature=e.temperature, top_p=e.top_p, top_k=e.top_k, max_new_tokens=max_new
     )

@@ -157,6 +157,26 @@ class FlexentGRPOTrainer(GRPOTrainer):
                 f"trainer.loss_type={self.loss_type!r} is a TRL loss, not a normalisation; with "
                 f"flexent choose one of {list(NORMALISATIONS)} and set entropy_control.loss"
             )
+        args: Any = self.args  # a GRPOConfig (typed as TrainingArguments by transformers)
+        if getattr(args, "importance_sampling_level", "token") != "token":
+            raise ValueError(
+                "trainer.importance_sampling_level="
+                f"{args.importance_sampling_level!r} is not applied by flexent's losses "
+                "(token-level ratios); for sequence-level ratios set entropy_control.loss=gspo"
+            )
+        if getattr(args, "delta", None) is not None:
+            raise ValueError(
+                "trainer.delta (TRL's two-sided clip) is not applied by flexent's losses; use "
+                "entropy_control.loss_params.clip_c (ppo_clip's dual clip) instead"
+            )
+        if args.epsilon != 0.2 or args.epsilon_high not in (None, args.epsilon):
+            warnings.warn(
+                f"trainer.epsilon={args.epsilon} / epsilon_high={args.epsilon_high} "
+                "are TRL's clip and are ignored: flexent's thresholds come from "
+                "entropy_control.thresholds (e.g. eps_std: [0.2, 0.28])",
+                UserWarning,
+                stacklevel=3,
+            )
         if getattr(self, "_entropy_bonus_enabled", False):
             raise ValueError(
                 "TRL's entropy bonus (trainer.entropy_coef / adaptive entropy) is not combined "
