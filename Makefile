@@ -36,7 +36,7 @@ demo: setup
 # of the trained one on the demo's 100 held-out problems, then `flexent report` on the run.
 DEMO_EVAL = -b runs/.flexent-cache/countdown_test.jsonl --reward countdown \
 	--reward-param last_line_fallback=true --chat no --samples 16 --temperature 1.0 \
-	--top-p 1.0 --top-k 0 --max-new-tokens 8 --no-progress
+	--top-p 1.0 --top-k 0 --max-new-tokens 8 --no-progress --overwrite
 demo-docs: setup
 	$(VENV)/bin/flexent eval $(firstword $(wildcard runs/.flexent-cache/countdown-char-qwen2-*)) \
 		$(DEMO_EVAL) --out runs/demo/eval-start

@@ -104,3 +104,14 @@ def test_reward_param_parsing_and_errors():
     }
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         reward_params(["no_equals_sign"])
+
+
+def test_eval_refuses_to_overwrite_results(model_dir, tmp_path):
+    out = tmp_path / "a"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    with pytest.raises(SystemExit, match="exists; choose another --out or pass --overwrite"):
+        _eval(model_dir, out, "--max-samples", "1")
+    assert (out / "results.json").read_text() == "{}"  # untouched
+    results = _eval(model_dir, out, "--max-samples", "1", "--overwrite")
+    assert results["benchmarks"]["eval_tiny"]["num_problems"] == 1

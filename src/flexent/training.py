@@ -161,22 +161,27 @@ def run_training(cfg: FlexentConfig, *, resume: bool = False) -> RunResult:
             "output.dir to a new directory"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
     trainer = build_trainer(cfg, run_dir)
+    # Under `accelerate launch` every process runs this: one writes files and evaluates.
+    main = trainer.accelerator.is_main_process
+    if main:
+        save_config(cfg, run_dir / "config.yaml")
     eval_path = run_dir / "eval.json"
     # an eval.json of an earlier attempt counts only when this run continues it
     results: dict[str, Any] = (
         json.loads(eval_path.read_text()) if resume and eval_path.exists() else {}
     )
-    if cfg.evaluation.enabled and cfg.evaluation.at_start and "start" not in results:
+    if main and cfg.evaluation.enabled and cfg.evaluation.at_start and "start" not in results:
         results["start"] = evaluate(cfg, trainer.model, trainer.processing_class)
         eval_path.write_text(json.dumps(results, indent=1))
+    trainer.accelerator.wait_for_everyone()
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
     if cfg.output.save_final_model:
         trainer.save_model(str(run_dir / "final"))
-    if cfg.evaluation.enabled:
+    if main and cfg.evaluation.enabled:
         results["final"] = evaluate(cfg, trainer.model, trainer.processing_class)
         eval_path.write_text(json.dumps(results, indent=1))
+    trainer.accelerator.wait_for_everyone()
     return RunResult(run_dir, int(trainer.state.global_step), results)
 
 

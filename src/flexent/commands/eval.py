@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -86,6 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=0)
     add("--batch-size", type=int, default=16, help="sequences per generate call (transformers)")
     add("--out", default="eval_results", metavar="DIR", help="output folder (default eval_results)")
+    add(
+        "--overwrite",
+        action="store_true",
+        help="replace results.json / results.md already in --out (refused otherwise)",
+    )
     add("--save-completions", action="store_true", help="also store every completion text")
     add("--no-progress", action="store_true", help="no progress bar")
 
@@ -177,6 +183,11 @@ def run(args: argparse.Namespace) -> int:
     from flexent.evaluation.runner import run_benchmark
     from flexent.rewards import get_reward
 
+    existing = Path(args.out) / "results.json"
+    if existing.exists() and not args.overwrite:
+        raise SystemExit(
+            f"flexent eval: {existing} exists; choose another --out or pass --overwrite"
+        )
     ks = _check_ks(args.ks, args.samples)
     sampling = SamplingConfig(
         args.temperature, args.top_p, args.top_k, args.max_new_tokens, args.seed
