@@ -24,10 +24,6 @@ def _global_mean(trainer: Any, values: dict[str, torch.Tensor], weight: torch.Te
     return dict(zip(keys, (totals[:-1] / denom).tolist(), strict=True))
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
-
-
 def log_step_metrics(
     trainer: Any,
     mode: str,
@@ -44,25 +40,26 @@ def log_step_metrics(
     per_token_kl: torch.Tensor | None,
     policy_loss: torch.Tensor,
 ) -> None:
-    from flexent.diagnostics import region_stats
+    from flexent.diagnostics import masked_mean, region_stats
 
     maskf = mask.float()
     ratio = torch.exp(logprobs - old_logprobs)
+    entropy_mean = masked_mean(entropies.float(), maskf)
     local: dict[str, torch.Tensor] = {
-        "entropy/mean": _masked_mean(entropies.float(), maskf),
+        "entropy/mean": entropy_mean,
         "policy/loss": policy_loss,
         # TRL's own key names, kept so that TRL dashboards keep working
-        "entropy": _masked_mean(entropies.float(), maskf),
-        "clip_ratio/low_mean": _masked_mean(
+        "entropy": entropy_mean,
+        "clip_ratio/low_mean": masked_mean(
             ((ratio < 1 - eps_low) & (advantages < 0)).float(), maskf
         ),
-        "clip_ratio/high_mean": _masked_mean(
+        "clip_ratio/high_mean": masked_mean(
             ((ratio > 1 + eps_high) & (advantages > 0)).float(), maskf
         ),
     }
     local.update(loss_metrics)
     if per_token_kl is not None:
-        local["kl"] = _masked_mean(per_token_kl.detach().float(), maskf)
+        local["kl"] = masked_mean(per_token_kl.detach().float(), maskf)
     region_entropy = old_entropies if old_entropies is not None else entropies
     for scheme in trainer.entropy_control.region_schemes:
         local.update(
