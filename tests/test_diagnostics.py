@@ -92,7 +92,16 @@ def test_region_stats_by_hand():
     # ratios: row A>0: [1.5, 1.5, 0.5, 1.0]; row A<0: [0.5, 0.5, 1.5, 9.0 (masked)]
     ratio = torch.tensor([[1.5, 1.5, 0.5, 1.0], [0.5, 0.5, 1.5, 9.0]])
     lp = old_lp + ratio.log()
-    s = region_stats(lp, old_lp, adv, mask, entropy=h, eps_low=0.2, eps_high=0.28, scheme="both")
+    s = region_stats(
+        lp,
+        old_lp,
+        adv,
+        mask,
+        entropy=h,
+        eps_low=0.2,
+        eps_high=0.28,
+        schemes=("theory", "empirical"),
+    )
     # 7 valid tokens. Theory E1 = {1.5, 0.5, 1.0}: share 3/7, clipped where r > 1.28 -> 1/3,
     # ratio mean 3.0/3 = 1. E2 = {1.5}: share 1/7, clipped 1/1. E3 = {0.5, 1.5}: clipped where
     # r < 0.8 -> 1/2, mean 1.0. E4 = {0.5}: clipped 1/1.
@@ -141,7 +150,7 @@ def _sgd_vs_prediction(token, adv):
     old_lp = torch.log_softmax(z0, -1)[token].reshape(1, 1)
     s = region_stats(
         old_lp, old_lp, torch.tensor([adv], dtype=torch.float64), torch.ones(1, 1),
-        entropy=_entropy(z0).reshape(1, 1), eps_low=0.2, eps_high=0.28, scheme="theory",
+        entropy=_entropy(z0).reshape(1, 1), eps_low=0.2, eps_high=0.28, schemes="theory",
         old_logits=z0.reshape(1, 1, 6),
     )  # fmt: skip
     return actual, lr, s
@@ -172,9 +181,9 @@ def test_token_term_can_miss_near_the_boundary():
 
 def test_region_stats_errors():
     x = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match="unknown scheme"):
-        region_stats(x, x, x, x, entropy=x, eps_low=0.2, eps_high=0.2, scheme="magic")
-    with pytest.raises(ValueError, match="shape mismatch"):
+    with pytest.raises(ValueError, match="unknown region scheme"):
+        region_stats(x, x, x, x, entropy=x, eps_low=0.2, eps_high=0.2, schemes="magic")
+    with pytest.raises(ValueError, match=r"mask shape \(2, 4\) != logprobs shape \(2, 3\)"):
         region_stats(x, x, x, torch.ones(2, 4), entropy=x, eps_low=0.2, eps_high=0.2)
     with pytest.raises(ValueError, match="needs entropy"):
         region_masks(x, x, x, scheme="theory")
@@ -197,7 +206,7 @@ def test_region_stats_ignore_nan_and_inf_padding():
     adv = torch.tensor([[1.0, -1.0, nan]], dtype=torch.float64)
     mask = torch.tensor([[1, 1, 0]])
     out = region_stats(
-        new, old, adv, mask, entropy=entropy, eps_low=0.2, eps_high=0.2, scheme="theory"
+        new, old, adv, mask, entropy=entropy, eps_low=0.2, eps_high=0.2, schemes="theory"
     )
     assert all(math.isfinite(float(v)) for v in out.values()), out
     expected = {

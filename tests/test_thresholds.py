@@ -139,7 +139,9 @@ def test_shape_dtype_and_no_gradient() -> None:
         ({"upper": (0.0, 0.5)}, "got 0.0"),
         ({"lower": (-0.13, 1.3)}, "lower[1] (beta) must lie in (0, 1), got 1.3"),
         ({"lower": (-1.5, 0.3)}, "lower[0] (alpha) must be > -1 in implicit mode, got -1.5"),
-        ({"upper": 1.2}, "upper must lie in (0, 1), got 1.2"),
+        ({"upper": 0.0}, "upper must be > 0, got 0.0"),
+        ({"lower": 1.2}, "lower must lie in (0, 1), got 1.2"),
+        ({"eps_std": (0.2, -0.1)}, "eps_std[1] (high) must be > 0, got -0.1"),
         ({"upper": (-0.25,)}, "upper must be a float or a pair"),
         ({"upper": (math.nan, 0.5)}, "upper[0] (alpha) must be finite, got nan"),
         ({"eps_std": 1.5}, "eps_std must lie in (0, 1), got 1.5"),
@@ -153,6 +155,16 @@ def test_invalid_parameters_name_the_problem(kwargs: dict, needle: str) -> None:
     with pytest.raises(ValueError) as info:
         DynamicThresholds(**kwargs)
     assert needle in str(info.value)
+
+
+def test_upper_side_widths_may_exceed_one() -> None:
+    """1 + eps_high is a valid ratio bound for any eps_high > 0 (verl's clip_ratio_high=100
+    disables the upper clip); only the lower side needs eps < 1 (1 - eps_low > 0)."""
+    th = DynamicThresholds(upper=1.5, eps_std=(0.2, 100.0), eps_clamp=(0.05, 3.0))
+    old = torch.log(torch.tensor([[0.5]]))
+    assert th(old, w_up=1.0)[1].item() == 1.5
+    assert th(old, w_up=0.0)[1].item() == 100.0
+    assert th(old, w_up=0.5)[1].item() == pytest.approx(0.5 * 1.5 + 0.5 * 100.0)
 
 
 @pytest.mark.parametrize(
@@ -216,7 +228,7 @@ def test_eps_std_pair_gives_an_asymmetric_static_clip():
 
 @pytest.mark.parametrize(
     ("eps_std", "name"),
-    [((0.2,), "eps_std"), ((0.2, 1.5), r"eps_std\[1\] \(high\)"), ((0.0, 0.2), r"eps_std\[0\]")],
+    [((0.2,), "eps_std"), ((0.2, 0.0), r"eps_std\[1\] \(high\)"), ((0.0, 0.2), r"eps_std\[0\]")],
 )
 def test_eps_std_pair_validation(eps_std, name):
     with pytest.raises(ValueError, match=name):

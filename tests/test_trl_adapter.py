@@ -154,10 +154,13 @@ def test_inert_clipping_warns_and_errors(tmp_path, tiny):
     tokenizer, model = tiny
     with pytest.warns(UserWarning, match="steps_per_generation"):
         _make(tmp_path / "w", FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,
-              steps_per_generation=None, gradient_accumulation_steps=2)  # fmt: skip
+              steps_per_generation=None, gradient_accumulation_steps=2,
+              entropy_control=EntropyControl(on_inert="warn"))  # fmt: skip
+    # the default (EntropyControl's and flexent train's) is to refuse
+    assert EntropyControl().on_inert == "error"
     with pytest.raises(InertClippingError, match="num_iterations"):
         _make(tmp_path / "e", FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,
-              steps_per_generation=None, entropy_control=EntropyControl(on_inert="error"))  # fmt: skip
+              steps_per_generation=None)  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         trainer = _make(tmp_path / "ok", FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,

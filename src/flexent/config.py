@@ -9,12 +9,16 @@ Every key is documented in ``docs/training.md``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from flexent.control import EntropyControl
+from flexent.thresholds import DynamicThresholds
 
 
 class ConfigError(ValueError):
@@ -58,25 +62,41 @@ class RewardConfig:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def _default(cls: Any, name: str) -> Any:
+    """A ``field`` whose default is the (YAML-plain) default of ``cls``'s field ``name``: the
+    config sections below are the schema of the core dataclasses, with their defaults."""
+    value = getattr(cls(), name)
+    if isinstance(value, DynamicThresholds):
+        return field(default_factory=ThresholdsConfig)
+    if isinstance(value, (tuple, list, dict)):
+        plain = list(value) if isinstance(value, tuple) else value
+        return field(default_factory=lambda: copy.deepcopy(plain))
+    return field(default=value)
+
+
 @dataclass
 class ThresholdsConfig:
-    upper: Any = field(default_factory=lambda: [-0.25, 0.5])  # [alpha_u, beta_u] or a float
-    lower: Any = field(default_factory=lambda: [-0.13, 0.3])  # [alpha_l, beta_l] or a float
-    eps_std: Any = 0.2  # a float, or [low, high] for an asymmetric static clip (DAPO: [0.2, 0.28])
-    eps_clamp: list[float] = field(default_factory=lambda: [0.05, 0.6])
-    mode: str = "implicit"  # implicit | old | detached
+    """``flexent.thresholds.DynamicThresholds`` (the same keys and defaults, YAML-plain)."""
+
+    upper: Any = _default(DynamicThresholds, "upper")  # [alpha_u, beta_u] or a float
+    lower: Any = _default(DynamicThresholds, "lower")  # [alpha_l, beta_l] or a float
+    eps_std: Any = _default(DynamicThresholds, "eps_std")  # a float, or [low, high]
+    eps_clamp: list[float] = _default(DynamicThresholds, "eps_clamp")
+    mode: str = _default(DynamicThresholds, "mode")
 
 
 @dataclass
 class EntropyControlConfig:
-    strategy: str = "static"
-    strategy_params: dict[str, Any] = field(default_factory=dict)
-    thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
-    loss: str = "ppo_clip"
-    loss_params: dict[str, Any] = field(default_factory=dict)
-    region_schemes: list[str] = field(default_factory=lambda: ["theory", "empirical"])
-    on_inert: str = "error"  # error | warn | ignore
-    entropy_coef: float = 0.0  # entropy bonus c_H (loss - c_H * H); 0 = off
+    """``flexent.control.EntropyControl`` (the same keys and defaults, YAML-plain)."""
+
+    strategy: str = _default(EntropyControl, "strategy")
+    strategy_params: dict[str, Any] = _default(EntropyControl, "strategy_params")
+    thresholds: ThresholdsConfig = _default(EntropyControl, "thresholds")
+    loss: str = _default(EntropyControl, "loss")
+    loss_params: dict[str, Any] = _default(EntropyControl, "loss_params")
+    region_schemes: list[str] = _default(EntropyControl, "region_schemes")
+    on_inert: str = _default(EntropyControl, "on_inert")
+    entropy_coef: float = _default(EntropyControl, "entropy_coef")
 
 
 @dataclass
@@ -115,11 +135,7 @@ class FlexentConfig:
 
 # GRPOConfig fields flexent sets itself (from output.*), so they may not appear in `trainer`.
 MANAGED_TRAINER_KEYS = ("output_dir", "report_to", "logging_dir", "resume_from_checkpoint")
-CHOICES = {
-    "model.dtype": ("float32", "bfloat16", "float16", "auto"),
-    "entropy_control.thresholds.mode": ("implicit", "old", "detached"),
-    "entropy_control.on_inert": ("error", "warn", "ignore"),
-}
+CHOICES = {"model.dtype": ("float32", "bfloat16", "float16", "auto")}
 
 
 def load_config(
@@ -164,27 +180,16 @@ def validate(cfg: FlexentConfig, *, where: str = "") -> None:
             raise ConfigError(f"{key}{where} must be one of {list(choices)}, got {value!r}")
     _validate_trainer(cfg.trainer, where)
     try:
-        from flexent.thresholds import DynamicThresholds
-
-        DynamicThresholds.from_dict(dataclasses.asdict(cfg.entropy_control.thresholds))
+        entropy_control(cfg)
     except ValueError as err:
-        raise ConfigError(f"entropy_control.thresholds{where}: {err}") from None
-    _validate_entropy_control(cfg.entropy_control, where)
+        key, _, problem = str(err).partition(": ")
+        raise ConfigError(f"entropy_control.{key}{where}: {problem}") from None
 
 
-def _validate_entropy_control(ec: EntropyControlConfig, where: str) -> None:
-    """Strategy and loss names and their parameter names, before any model is loaded."""
-    from flexent.losses import get_policy_loss
-    from flexent.strategies.base import check_strategy_params
-
-    try:
-        check_strategy_params(ec.strategy, ec.strategy_params)
-    except ValueError as err:
-        raise ConfigError(f"entropy_control.strategy / strategy_params{where}: {err}") from None
-    try:
-        get_policy_loss(ec.loss)
-    except ValueError as err:
-        raise ConfigError(f"entropy_control.loss{where}: {err}") from None
+def entropy_control(cfg: FlexentConfig) -> EntropyControl:
+    """The validated :class:`flexent.control.EntropyControl` of the config's section."""
+    ec = dataclasses.asdict(cfg.entropy_control)
+    return EntropyControl(**{**ec, "region_schemes": tuple(ec["region_schemes"])})
 
 
 def _get(cfg: Any, dotted: str) -> Any:

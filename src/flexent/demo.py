@@ -21,7 +21,6 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 ALPHABET = "0123456789+-*/()>= "
 CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
@@ -120,7 +119,7 @@ def bootstrap_model(cache: Path, b: Bootstrap) -> Path:
 
 def run_demo(run_dir: str | Path, overrides: list[str]) -> int:
     from flexent.config import load_config
-    from flexent.training import run_training
+    from flexent.integrations.trl.run import run_training
 
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -141,8 +140,3 @@ def run_demo(run_dir: str | Path, overrides: list[str]) -> int:
     write_summary(run_dir, result.eval, elapsed_s=time.time() - t0, command="flexent demo")
     print(f"[demo] done in {time.time() - t0:.0f} s; see {run_dir / 'summary.md'}")
     return 0
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]

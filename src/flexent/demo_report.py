@@ -1,57 +1,51 @@
-"""``summary.md`` and plots of a ``flexent demo`` run (numbers read from the run directory)."""
+"""``summary.md`` and plots of a ``flexent demo`` run, from :mod:`flexent.report`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from flexent.report import Run, load_run, make_report
+from flexent.report.summary import tail_mean
 
-def _series(lines: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
-    return [(x["step"], x[key]) for x in lines if isinstance(x.get(key), (int, float))]
 
-
-def _at(series: list[tuple[int, float]], where: str) -> str:
-    if not series:
+def _at(run: Run, key: str, where: str) -> str:
+    steps, values = run.series(key)
+    if not steps:
         return "n/a"
-    i = {"start": 0, "mid": len(series) // 2, "end": len(series) - 1}[where]
-    return f"{series[i][1]:.3f} (step {series[i][0]})"
+    i = {"start": 0, "mid": len(steps) // 2, "end": len(steps) - 1}[where]
+    return f"{values[i]:.3f} (step {int(steps[i])})"
 
 
-def plot(run_dir: Path) -> list[str]:
-    """``flexent report`` on this run into ``run_dir/report``; figure paths relative to the run."""
-    from flexent.report import make_report
-
-    report = make_report([run_dir], run_dir / "report")
-    return [str(p.relative_to(run_dir)) for p in report.figures]
+def _mean(run: Run, key: str) -> float:
+    return tail_mean(run.series(key)[1], 1.0) or 0.0
 
 
 def write_summary(run_dir: Path, evals: dict[str, Any], *, elapsed_s: float, command: str) -> Path:
-    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
-    figures = plot(run_dir)
-    entropy = _series(lines, "entropy/mean")
-    reward = _series(lines, "reward/mean")
+    """Write ``summary.md`` (and ``flexent report``'s figures into ``report/``)."""
+    run = load_run(run_dir)
+    report = make_report([run_dir], run_dir / "report")
+    figures = [str(p.relative_to(run_dir)) for p in report.figures]
     start, final = evals.get("start", {}), evals.get("final", {})
-    clip_hi = [x for _, x in _series(lines, "clip/frac_high")]
-    clip_lo = [x for _, x in _series(lines, "clip/frac_low")]
+    where = ("start", "mid", "end")
+    entropy = ", ".join(f"{w} {_at(run, 'entropy/mean', w)}" for w in where)
+    reward = ", ".join(f"{w} {_at(run, 'reward/mean', w)}" for w in where)
     text = [
         "# flexent demo summary",
         "",
-        f"Command: `{command}`; wall time {elapsed_s:.0f} s; {len(lines)} GRPO steps.",
+        f"Command: `{command}`; wall time {elapsed_s:.0f} s; {len(run.records)} GRPO steps.",
         "",
         "| | start | final |",
         "|---|---|---|",
         f"| held-out accuracy (greedy, {start.get('num_problems', '?')} problems) | "
         f"{start.get('accuracy', float('nan')):.3f} | {final.get('accuracy', float('nan')):.3f} |",
         "",
-        "Mean token entropy of the trained-on batches (`entropy/mean`): "
-        f"start {_at(entropy, 'start')}, mid {_at(entropy, 'mid')}, end {_at(entropy, 'end')}.",
+        f"Mean token entropy of the trained-on batches (`entropy/mean`): {entropy}.",
         "",
-        f"Rollout reward (`reward/mean`): start {_at(reward, 'start')}, mid {_at(reward, 'mid')}, "
-        f"end {_at(reward, 'end')}.",
+        f"Rollout reward (`reward/mean`): {reward}.",
         "",
-        f"Clipped tokens: mean `clip/frac_high` {sum(clip_hi) / max(len(clip_hi), 1):.4f}, "
-        f"mean `clip/frac_low` {sum(clip_lo) / max(len(clip_lo), 1):.4f}.",
+        f"Clipped tokens: mean `clip/frac_high` {_mean(run, 'clip/frac_high'):.4f}, "
+        f"mean `clip/frac_low` {_mean(run, 'clip/frac_low'):.4f}.",
         "",
         *[f"![{f}]({f})" for f in figures],
         "",

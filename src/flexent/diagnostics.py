@@ -18,10 +18,14 @@ tokens with A == 0 and masked tokens belong to no region.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from flexent.losses._common import LOG_RATIO_CLAMP
+from flexent.losses import out_of_band, prepare
+from flexent.masked import masked_mean
 
 REGIONS = ("E1", "E2", "E3", "E4")
 SCHEMES = {"theory": "region", "empirical": "region_emp"}
@@ -95,16 +99,6 @@ def entropy_second_term(logits: Tensor, chunk_size: int = 1024) -> Tensor:
     second = _chunked(logits, chunk_size, with_second=True)[1]
     assert second is not None
     return second
-
-
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``values`` over ``mask`` (``[B, T]`` each) -> 0-dim; 0 when nothing is valid.
-
-    Masked positions are selected away, not multiplied by 0, so NaN/inf there do not leak.
-    """
-    valid = mask > 0
-    total = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=values.device))
-    return total.sum() / valid.sum().to(values.dtype).clamp(min=1.0)
 
 
 def entropy_stats(entropy: Tensor, mask: Tensor) -> dict[str, Tensor]:
@@ -217,7 +211,7 @@ def region_stats(
     entropy: Tensor,
     eps_low: Tensor | float,
     eps_high: Tensor | float,
-    scheme: str = "theory",
+    schemes: str | Sequence[str] = ("theory",),
     old_logits: Tensor | None = None,
     high: float = 0.7,
     low: float = 0.3,
@@ -227,75 +221,90 @@ def region_stats(
 
     ``logprobs``/``old_logprobs``: log pi_theta / log pi_old of the sampled tokens;
     ``advantages`` ``[B, T]`` or ``[B]``; ``entropy``: pi_old's entropy per token;
-    ``eps_low``/``eps_high``: the clip band (tensors ``[B, T]`` or floats); ``scheme``:
-    ``"theory"`` (keys ``region/E1/...``), ``"empirical"`` (``region_emp/E1/...``) or ``"both"``;
-    ``old_logits [B, T, V]``: pi_old's logits, adds ``.../pred_dH_full``.
+    ``eps_low``/``eps_high``: the clip band (tensors ``[B, T]`` or floats); ``schemes``: one or
+    several of :data:`SCHEMES` (``"theory"``: keys ``region/E1/...``, ``"empirical"``:
+    ``region_emp/E1/...``); ``old_logits [B, T, V]``: pi_old's logits, adds ``.../pred_dH_full``.
 
     Per region R: ``share`` = |R| / valid tokens; ``clip_frac`` = fraction of R whose gradient
-    the clip removes (A > 0 and r > 1 + eps_high, or A < 0 and r < 1 - eps_low); ``ratio_mean``
-    = mean r over R; ``pred_dH`` = sum over R's unclipped tokens of the token term of
-    :func:`predicted_entropy_change`, divided by the number of valid tokens (so the four regions
-    add up to the whole batch's prediction under token-mean). Empty regions give 0.
-    Masked positions may hold anything (-inf log-probs, NaN entropy); the log-ratio is clamped
-    to +-``LOG_RATIO_CLAMP`` as in the losses, so every value is finite.
+    the clip removes (:func:`flexent.losses.out_of_band`: A > 0 and r > 1 + eps_high, or A < 0
+    and r < 1 - eps_low); ``ratio_mean`` = mean r over R; ``pred_dH`` = sum over R's unclipped
+    tokens of the token term of :func:`predicted_entropy_change`, divided by the number of valid
+    tokens (so the four regions add up to the whole batch's prediction under token-mean). Empty
+    regions give 0. Inputs go through :func:`flexent.losses.prepare`, as in every loss: masked
+    positions may hold anything (-inf log-probs, NaN entropy) and the log-ratio is clamped, so
+    every value is finite.
     """
-    if scheme not in (*SCHEMES, "both"):
-        raise ValueError(f"unknown scheme {scheme!r}; valid: theory, empirical, both")
-    schemes = list(SCHEMES) if scheme == "both" else [scheme]
+    names = _check_schemes(schemes)
     with torch.no_grad():
-        dtype = torch.promote_types(old_logprobs.dtype, torch.float32)
-        old_logprobs, entropy = old_logprobs.to(dtype), entropy.to(dtype)
-        advantages = _broadcast_advantages(advantages, old_logprobs).to(dtype)
-        _same_shape(logprobs=logprobs, old_logprobs=old_logprobs, mask=mask, entropy=entropy)
-        valid, zero = mask > 0, old_logprobs.new_zeros(())
-        old_logprobs = torch.where(valid, old_logprobs, zero)
-        entropy = torch.where(valid, entropy, zero)
-        advantages = torch.where(valid, advantages, zero)
-        log_ratio = torch.where(valid, logprobs.to(dtype) - old_logprobs, zero)
-        ratio = log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP).exp()
-        clipped = ((advantages > 0) & (ratio > 1 + torch.as_tensor(eps_high))) | (
-            (advantages < 0) & (ratio < 1 - torch.as_tensor(eps_low))
+        p = prepare(logprobs.detach(), old_logprobs, advantages, mask, eps_low=eps_low,
+                    eps_high=eps_high)  # fmt: skip
+        _same_shape(logprobs=logprobs, entropy=entropy)
+        zero = p.ratio.new_zeros(())
+        old = torch.where(p.mask, old_logprobs.to(p.ratio.dtype), zero)
+        entropy = torch.where(p.mask, entropy.to(p.ratio.dtype), zero)
+        high_clip, low_clip = out_of_band(p, p.ratio)
+        tokens = _Tokens(
+            clipped=high_clip | low_clip,
+            ratio=p.ratio,
+            n_valid=p.mask.sum().to(p.ratio.dtype).clamp(min=1.0),
+            dh=predicted_entropy_change(old, p.advantages, entropy=entropy),
+            dh_full=_full_prediction(old, p.advantages, old_logits, chunk_size),
         )
-        dh = predicted_entropy_change(old_logprobs, advantages, entropy=entropy)
-        dh_full = None
-        if old_logits is not None:
-            if tuple(old_logits.shape[:-1]) != tuple(old_logprobs.shape):
-                raise ValueError(
-                    f"old_logits {tuple(old_logits.shape)} must be [B, T, V] for [B, T] = {tuple(old_logprobs.shape)}"
-                )
-            ent, second = _chunked(old_logits, chunk_size, with_second=True)
-            dh_full = predicted_entropy_change(
-                old_logprobs, advantages, entropy=ent, second_term=second
-            )
-        n_valid = valid.sum().to(dtype).clamp(min=1.0)
         out: dict[str, Tensor] = {}
-        for name in schemes:
-            regions = region_masks(
-                old_logprobs, advantages, mask, entropy=entropy, scheme=name, high=high, low=low
+        for name in names:
+            masks = region_masks(
+                old, p.advantages, p.mask, entropy=entropy, scheme=name, high=high, low=low
             )
-            for region, r_mask in regions.items():
-                out.update(
-                    _one_region(f"{SCHEMES[name]}/{region}", r_mask, clipped, ratio, n_valid,
-                                dh=dh, dh_full=dh_full)
-                )  # fmt: skip
+            for region, r_mask in masks.items():
+                out.update(_one_region(f"{SCHEMES[name]}/{region}", r_mask, tokens))
     return out
 
 
-def _one_region(
-    key: str, r_mask: Tensor, clipped: Tensor, ratio: Tensor, n_valid: Tensor, *,
-    dh: Tensor, dh_full: Tensor | None,
-) -> dict[str, Tensor]:  # fmt: skip
-    n = r_mask.sum().to(ratio.dtype)
-    kept = r_mask & ~clipped  # tokens of R whose gradient survives the clip
-    zero = ratio.new_zeros(())
+def _check_schemes(schemes: str | Sequence[str]) -> list[str]:
+    names = [schemes] if isinstance(schemes, str) else list(schemes)
+    for name in names:
+        if name not in SCHEMES:
+            raise ValueError(f"unknown region scheme {name!r}; valid: {', '.join(SCHEMES)}")
+    return names
+
+
+@dataclass
+class _Tokens:
+    """Per-token quantities every region reads, ``[B, T]`` (``n_valid``: 0-dim, >= 1)."""
+
+    clipped: Tensor
+    ratio: Tensor
+    n_valid: Tensor
+    dh: Tensor
+    dh_full: Tensor | None
+
+
+def _full_prediction(
+    old: Tensor, advantages: Tensor, old_logits: Tensor | None, chunk_size: int
+) -> Tensor | None:
+    """The full first-order entropy change per token from pi_old's logits (None without them)."""
+    if old_logits is None:
+        return None
+    if tuple(old_logits.shape[:-1]) != tuple(old.shape):
+        raise ValueError(
+            f"old_logits {tuple(old_logits.shape)} must be [B, T, V] for [B, T] = {tuple(old.shape)}"
+        )
+    ent, second = _chunked(old_logits, chunk_size, with_second=True)
+    return predicted_entropy_change(old, advantages, entropy=ent, second_term=second)
+
+
+def _one_region(key: str, r_mask: Tensor, t: _Tokens) -> dict[str, Tensor]:
+    n = r_mask.sum().to(t.ratio.dtype)
+    kept = r_mask & ~t.clipped  # tokens of R whose gradient survives the clip
+    zero = t.ratio.new_zeros(())
     out = {
-        f"{key}/share": n / n_valid,
-        f"{key}/clip_frac": (r_mask & clipped).sum().to(ratio.dtype) / n.clamp(min=1.0),
-        f"{key}/ratio_mean": torch.where(r_mask, ratio, zero).sum() / n.clamp(min=1.0),
-        f"{key}/pred_dH": torch.where(kept, dh, zero).sum() / n_valid,
+        f"{key}/share": n / t.n_valid,
+        f"{key}/clip_frac": (r_mask & t.clipped).sum().to(t.ratio.dtype) / n.clamp(min=1.0),
+        f"{key}/ratio_mean": torch.where(r_mask, t.ratio, zero).sum() / n.clamp(min=1.0),
+        f"{key}/pred_dH": torch.where(kept, t.dh, zero).sum() / t.n_valid,
     }
-    if dh_full is not None:  # pi_old's logits at padded positions may give NaN: select, not mask
-        out[f"{key}/pred_dH_full"] = torch.where(kept, dh_full, zero).sum() / n_valid
+    if t.dh_full is not None:  # pi_old's logits at padded positions may give NaN: select
+        out[f"{key}/pred_dH_full"] = torch.where(kept, t.dh_full, zero).sum() / t.n_valid
     return out
 
 

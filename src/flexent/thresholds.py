@@ -63,13 +63,24 @@ def _check_open_unit(name: str, value: Any) -> float:
     return value
 
 
+def _check_eps(name: str, value: Any, *, upper: bool) -> float:
+    """A clip width: in (0, 1) on the lower side (the bound 1 - eps must stay positive), any
+    positive finite value on the upper side (1 + eps)."""
+    if not upper:
+        return _check_open_unit(name, value)
+    value = _check_number(name, value)
+    if not value > 0.0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
 def _check_eps_std(value: Any) -> float | tuple[float, float]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"eps_std must be a float or a pair (low, high), got {value!r}")
         return (
-            _check_open_unit("eps_std[0] (low)", value[0]),
-            _check_open_unit("eps_std[1] (high)", value[1]),
+            _check_eps("eps_std[0] (low)", value[0], upper=False),
+            _check_eps("eps_std[1] (high)", value[1], upper=True),
         )
     return _check_open_unit("eps_std", value)
 
@@ -86,11 +97,11 @@ def _check_weight(name: str, value: Any) -> float:
 def _check_linear(name: str, value: Any, *, lower_side: bool, mode: str) -> Linear | float:
     """Validate ``(alpha, beta)`` (decreasing line) or a fixed float eps."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _check_open_unit(name, value)
+        return _check_eps(name, value, upper=not lower_side)
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ValueError(f"{name} must be a float or a pair (alpha, beta), got {value!r}")
     alpha = _check_number(f"{name}[0] (alpha)", value[0])
-    beta = _check_open_unit(f"{name}[1] (beta)", value[1])
+    beta = _check_eps(f"{name}[1] (beta)", value[1], upper=not lower_side)
     if alpha >= 0.0:
         raise ValueError(f"{name}[0] (alpha) must be < 0 (a decreasing threshold), got {alpha!r}")
     if lower_side and mode == "implicit" and 1.0 + alpha <= 0.0:
@@ -104,12 +115,13 @@ class DynamicThresholds:
     """Per-token clipping thresholds ``eps_low, eps_high`` (see module docstring).
 
     Args:
-        upper: ``(alpha_u, beta_u)`` with ``alpha_u < 0``, or a fixed eps_high in (0, 1).
+        upper: ``(alpha_u, beta_u)`` with ``alpha_u < 0``, or a fixed eps_high > 0.
         lower: ``(alpha_l, beta_l)`` with ``alpha_l < 0``, or a fixed eps_low in (0, 1).
         eps_std: the static eps mixed in with weight ``1 - w`` (GRPO's 0.2), or a pair
             ``(eps_std_low, eps_std_high)`` for an asymmetric static clip (DAPO's
             clip-higher is ``(0.2, 0.28)``), so the ``static`` strategy can run it.
-        eps_clamp: ``(eps_min, eps_max)`` applied to the probability-dependent values.
+        eps_clamp: ``(eps_min, eps_max)`` applied to the probability-dependent values
+            (``eps_min`` in (0, 1); ``eps_max`` > 0: the lower side never exceeds its beta < 1).
         mode: ``"implicit"`` | ``"old"`` | ``"detached"``.
     """
 
@@ -128,7 +140,7 @@ class DynamicThresholds:
         if not isinstance(self.eps_clamp, (tuple, list)) or len(self.eps_clamp) != 2:
             raise ValueError(f"eps_clamp must be a pair (eps_min, eps_max), got {self.eps_clamp!r}")
         lo = _check_open_unit("eps_clamp[0] (eps_min)", self.eps_clamp[0])
-        hi = _check_open_unit("eps_clamp[1] (eps_max)", self.eps_clamp[1])
+        hi = _check_eps("eps_clamp[1] (eps_max)", self.eps_clamp[1], upper=True)
         if lo > hi:
             raise ValueError(f"eps_clamp must have eps_min <= eps_max, got {self.eps_clamp!r}")
         object.__setattr__(self, "upper", upper)

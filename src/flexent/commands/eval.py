@@ -96,67 +96,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-progress", action="store_true", help="no progress bar")
 
 
-def _pick_backend(name: str) -> str:
-    if name != "auto":
-        return name
-    from flexent.evaluation.generation import vllm_available
-
-    if not vllm_available():
-        return "transformers"
-    import torch
-
-    return "vllm" if torch.cuda.is_available() else "transformers"
-
-
-def build_generator(args: argparse.Namespace, sampling: Any) -> Any:
-    from flexent.evaluation.generation import TransformersGenerator, VLLMGenerator
-
-    backend = _pick_backend(args.backend)
-    if backend == "vllm":
-        return VLLMGenerator(
-            args.model, sampling, dtype=args.dtype, trust_remote_code=args.trust_remote_code
-        )
-    import torch
-
-    from flexent.models import load_model_and_tokenizer
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = "float32" if args.dtype == "auto" and device == "cpu" else args.dtype
-    model, tokenizer = load_model_and_tokenizer(
-        args.model,
-        gguf_file=args.gguf_file,
-        dtype=dtype,
-        device=device,
-        trust_remote_code=args.trust_remote_code,
-    )
-    return TransformersGenerator(model, tokenizer, sampling, batch_size=args.batch_size)
-
-
-def load_benchmarks(args: argparse.Namespace, *, chat: bool) -> list[Any]:
-    """Rows of every ``--benchmark`` via ``load_prompts``, each with its reward name."""
-    from flexent.data import BOXED_INSTRUCTION, load_prompts
-    from flexent.evaluation.runner import Benchmark, benchmark_name, reward_for, split_for
-
-    benches: list[Benchmark] = []
-    for source in args.benchmark:
-        reward = args.reward or reward_for(source)
-        instruction = args.instruction
-        if instruction is None and reward == "math":
-            instruction = BOXED_INSTRUCTION  # the math reward reads the last \boxed{}
-        rows = load_prompts(
-            source,
-            split=split_for(source, args.split),
-            max_samples=args.max_samples,
-            instruction=instruction or None,
-            system_prompt=args.system_prompt,
-            chat=chat,
-            data_dir=args.data_dir,
-        )
-        name = benchmark_name(source, [b.name for b in benches])
-        benches.append(Benchmark(name, source, list(rows), reward))
-    return benches
-
-
 def reward_params(items: list[str]) -> dict[str, Any]:
     """``["key=value", ...]`` -> kwargs, each value parsed as YAML (``true``, ``3``, ``[1, 2]``).
 
@@ -180,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from flexent.evaluation.generation import SamplingConfig
     from flexent.evaluation.metrics import default_ks
     from flexent.evaluation.results import build_results, results_table, write_results
-    from flexent.evaluation.runner import run_benchmark
+    from flexent.evaluation.runner import build_generator, load_benchmarks, run_benchmark
     from flexent.rewards import get_reward
 
     existing = Path(args.out) / "results.json"
@@ -192,11 +131,18 @@ def run(args: argparse.Namespace) -> int:
     sampling = SamplingConfig(
         args.temperature, args.top_p, args.top_k, args.max_new_tokens, args.seed
     )
-    generator = build_generator(args, sampling)
+    generator = build_generator(
+        args.model, sampling, backend=args.backend, gguf_file=args.gguf_file, dtype=args.dtype,
+        device=args.device, trust_remote_code=args.trust_remote_code, batch_size=args.batch_size,
+    )  # fmt: skip
     chat = args.chat == "yes" or (
         args.chat == "auto" and bool(getattr(generator.tokenizer, "chat_template", None))
     )
-    benches = load_benchmarks(args, chat=chat)
+    benches = load_benchmarks(
+        args.benchmark, chat=chat, reward=args.reward, split=args.split,
+        max_samples=args.max_samples, instruction=args.instruction,
+        system_prompt=args.system_prompt, data_dir=args.data_dir,
+    )  # fmt: skip
     total = sum(len(b.rows) for b in benches)
     collected: dict[str, dict[str, Any]] = {}
     with tqdm(total=total, unit="problem", disable=args.no_progress, file=sys.stderr) as bar:

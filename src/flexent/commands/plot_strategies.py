@@ -11,7 +11,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flexent.strategies import PRESETS, Strategy, get_strategy, list_strategies
+from flexent.strategies import (
+    PRESETS,
+    Strategy,
+    get_strategy,
+    list_strategies,
+    strategy_param_names,
+)
 
 
 def synthetic_entropy(h: float, w_up: float, w_low: float, *, h_init: float) -> float:
@@ -37,12 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(name: str, args: argparse.Namespace) -> Strategy:
-    if name in ("id", "did"):
-        return get_strategy(name, total_steps=args.total_steps, phase_ratio=args.phase_ratio)
-    if name == "target":
-        return get_strategy(name, total_steps=args.total_steps, preset=args.target_preset,
-                            phase_ratio=args.phase_ratio)  # fmt: skip
-    return get_strategy(name, total_steps=args.total_steps)
+    """Strategy ``name`` with the options of this command that it accepts."""
+    options = {"phase_ratio": args.phase_ratio, "preset": args.target_preset}
+    accepted = strategy_param_names(name)
+    params = {k: v for k, v in options.items() if k in accepted}
+    return get_strategy(name, total_steps=args.total_steps, **params)
 
 
 def simulate(strategy: Strategy, h_init: float) -> dict[str, list[float]]:
@@ -96,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in names:
         strategy = _build(name, args)
-        title = repr(strategy) if name != "target" else f"target (preset {args.target_preset!r})"
+        title = repr(strategy)
         path = args.out / f"strategy_{name}.png"
         _plot(simulate(strategy, args.h_init), title, path, args.dpi)
         print(path)

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"flexent train: {err}")
         return 2
-    from flexent.training import run_training
+    from flexent.integrations.trl.run import run_training
 
     result = run_training(cfg, resume=args.resume)
     print(f"run directory: {result.run_dir} (step {result.global_step})")

@@ -1,4 +1,6 @@
-"""The evaluation loop: generate K samples per problem, score them, collect the results.
+"""The evaluation loop: load benchmarks, build a generation backend, generate K samples per
+problem, score them, collect the results (``flexent eval`` and the training runs' held-out
+evaluation both use it).
 
 Benchmarks come from :func:`flexent.data.load_prompts` (a file, a built-in benchmark name or a
 procedural task spec) and are scored with the matching reward from :mod:`flexent.rewards`.
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flexent.evaluation.generation import Generator
+from flexent.evaluation.generation import Generator, SamplingConfig
 from flexent.evaluation.results import ProblemResult, score_problem
 
 # Procedural tasks have their own reward; every other benchmark is scored with `math`.
@@ -95,3 +97,83 @@ def run_benchmark(
             result.completions = list(texts)
         problems.append(result)
     return problems
+
+
+def pick_backend(name: str) -> str:
+    """``transformers`` or ``vllm`` for ``name`` (``auto``: vllm when installed and a GPU is
+    present)."""
+    if name != "auto":
+        return name
+    from flexent.evaluation.generation import vllm_available
+
+    if not vllm_available():
+        return "transformers"
+    import torch
+
+    return "vllm" if torch.cuda.is_available() else "transformers"
+
+
+def build_generator(
+    model: str,
+    sampling: SamplingConfig,
+    *,
+    backend: str = "auto",
+    gguf_file: str | None = None,
+    dtype: str = "auto",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    batch_size: int = 16,
+) -> Generator:
+    """A generation backend for ``model`` (a directory, .gguf file or hub name). The
+    transformers backend loads the model on ``device`` (default cuda when available, else cpu;
+    ``dtype="auto"`` on the CPU means float32)."""
+    from flexent.evaluation.generation import TransformersGenerator, VLLMGenerator
+
+    if pick_backend(backend) == "vllm":
+        return VLLMGenerator(model, sampling, dtype=dtype, trust_remote_code=trust_remote_code)
+    import torch
+
+    from flexent.models import load_model_and_tokenizer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = "float32" if dtype == "auto" and device == "cpu" else dtype
+    model_obj, tokenizer = load_model_and_tokenizer(
+        model, gguf_file=gguf_file, dtype=dtype, device=device, trust_remote_code=trust_remote_code
+    )
+    return TransformersGenerator(model_obj, tokenizer, sampling, batch_size=batch_size)
+
+
+def load_benchmarks(
+    sources: Sequence[str],
+    *,
+    chat: bool,
+    reward: str | None = None,
+    split: str | None = None,
+    max_samples: int | None = None,
+    instruction: str | None = None,
+    system_prompt: str | None = None,
+    data_dir: str | None = None,
+) -> list[Benchmark]:
+    """Rows of every source via ``load_prompts``, each with its reward name (``reward`` for all,
+    else :func:`reward_for`). Math-scored benchmarks get the ``\\boxed{}`` instruction unless
+    ``instruction`` is given (``""``: none)."""
+    from flexent.data import BOXED_INSTRUCTION, load_prompts
+
+    benches: list[Benchmark] = []
+    for source in sources:
+        reward_name = reward or reward_for(source)
+        text = instruction
+        if text is None and reward_name == "math":
+            text = BOXED_INSTRUCTION  # the math reward reads the last \boxed{}
+        rows = load_prompts(
+            source,
+            split=split_for(source, split),
+            max_samples=max_samples,
+            instruction=text or None,
+            system_prompt=system_prompt,
+            chat=chat,
+            data_dir=data_dir,
+        )
+        name = benchmark_name(source, [b.name for b in benches])
+        benches.append(Benchmark(name, source, list(rows), reward_name))
+    return benches

@@ -10,7 +10,9 @@
 (-0.9267, 0.3333)
 
 Importing this package registers ``ppo_clip``, ``ce_gppo``, ``clip_cov``, ``kl_cov``, ``gspo``
-and ``sapo``; see docs/losses.md.
+and ``sapo``, each with its :class:`LossTraits`; see docs/losses.md. :func:`prepare` and
+:func:`out_of_band` are the input handling and clip test every loss starts from (the
+diagnostics reuse them).
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ from typing import Any
 from torch import Tensor
 
 from flexent.losses import clip, cov, sequence, soft  # noqa: F401  (registers the losses)
-from flexent.losses._common import LOG_RATIO_CLAMP, EpsLike, masked_mean
+from flexent.losses._common import LOG_RATIO_CLAMP, EpsLike, Prepared, out_of_band, prepare
 from flexent.losses.aggregate import AGG_MODES, aggregate, entropy_bonus
-from flexent.losses.clip import ce_gppo, ppo_clip
+from flexent.losses.clip import ce_gppo, ppo_clip, ppo_clip_reference
 from flexent.losses.cov import clip_cov, kl_cov
 from flexent.losses.registry import (
     LossOutput,
+    LossTraits,
+    check_loss_params,
     get_policy_loss,
     list_policy_losses,
     loss_param_names,
+    loss_traits,
     register_policy_loss,
+    user_param_names,
 )
 from flexent.losses.sequence import gspo
 from flexent.losses.soft import sapo
@@ -38,8 +44,11 @@ __all__ = [
     "AGG_MODES",
     "LOG_RATIO_CLAMP",
     "LossOutput",
+    "LossTraits",
+    "Prepared",
     "aggregate",
     "ce_gppo",
+    "check_loss_params",
     "clip_cov",
     "compute_policy_loss",
     "entropy_bonus",
@@ -47,10 +56,15 @@ __all__ = [
     "gspo",
     "kl_cov",
     "list_policy_losses",
-    "masked_mean",
+    "loss_param_names",
+    "loss_traits",
+    "out_of_band",
     "ppo_clip",
+    "ppo_clip_reference",
+    "prepare",
     "register_policy_loss",
     "sapo",
+    "user_param_names",
 ]
 
 

@@ -121,13 +121,6 @@ def prepare(
     )
 
 
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``x`` over ``mask`` (bool, ``[B, T]``); 0 when nothing is valid. 0-dim, detached."""
-    x = x.detach()
-    total = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)).sum()
-    return total / mask.sum().clamp(min=1).to(total.dtype)
-
-
 def out_of_band(p: Prepared, ratio: Tensor) -> tuple[Tensor, Tensor]:
     """``(high, low)`` bool ``[B, T]``: tokens whose clipped surrogate is flat in the ratio.
 

@@ -12,12 +12,12 @@ from flexent.losses._common import (
     EpsLike,
     Prepared,
     base_metrics,
-    masked_mean,
     out_of_band,
     prepare,
 )
 from flexent.losses._fused import fusable, fused_ppo_clip
 from flexent.losses.registry import LossOutput, register_policy_loss
+from flexent.masked import masked_mean
 
 
 @register_policy_loss("ppo_clip")
@@ -31,14 +31,21 @@ def ppo_clip(
     eps_high: EpsLike = 0.2,
     clip_c: float | None = None,
 ) -> LossOutput:
-    """PPO clipped surrogate, per token: ``max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))``.
+    """PPO clipped surrogate (GRPO, DAPO clip-higher, clip-lower, dual clip), per token:
+
+        r    = exp(logprobs - old_logprobs)
+        loss = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))
+        loss = -A clip_c  where A < 0 and r > clip_c          (dual clip, when clip_c is set)
 
     ``eps_low``/``eps_high`` may be per-token tensors (the dynamic thresholds). A token
     with A > 0 and r > 1 + eps_high, or A < 0 and r < 1 - eps_low, has the constant loss
-    ``-A (1 ± eps)`` and no gradient; every other token has ``-A r``. With ``clip_c`` (> 1, the
-    dual clip of Ye et al. 2019) a token with A < 0 and r > clip_c has the constant loss
-    ``-A clip_c``. Shapes: ``[B, T]`` (advantages ``[B]`` or ``[B, T]``). Metrics: the common clip
-    and policy keys, plus ``clip/frac_dual`` when ``clip_c`` is set.
+    ``-A (1 ± eps)`` and no gradient; every other token has ``-A r``. ``clip_c`` (> 1) is the
+    dual clip of Ye et al. 2019. Shapes: ``[B, T]`` (advantages ``[B]`` or ``[B, T]``). Metrics:
+    the common clip and policy keys, plus ``clip/frac_dual`` when ``clip_c`` is set.
+
+    This is :func:`ppo_clip_reference` (the readable autograd spec) computed in one graph-free
+    pass (``_fused``), bit for bit the same loss, gradient and metrics (tests/test_ppo_clip_spec.py);
+    the reference runs when the eps tensors' dtype differs from the compute dtype.
 
     >>> import torch
     >>> lp = torch.log(torch.tensor([[1.5, 1.0, 0.5]]))   # old log-probs 0, so r = 1.5, 1.0, 0.5
@@ -46,22 +53,50 @@ def ppo_clip(
     >>> [round(v, 4) for v in out.per_token_loss[0].tolist()]
     [-1.2, -1.0, -0.5]
     """
-    if fusable(logprobs, eps_low, eps_high):
-        # One graph-free pass (see _fused): the values of the autograd path below, faster.
-        f = fused_ppo_clip(
-            logprobs, old_logprobs, advantages, mask, eps_low=eps_low, eps_high=eps_high
-        )
-        loss, metrics, neg_adv, r, valid = f.loss, f.metrics, f.neg_adv, f.ratio, f.mask
-    else:
-        p = prepare(logprobs, old_logprobs, advantages, mask, eps_low=eps_low, eps_high=eps_high)
-        loss, high, low = clipped_surrogate(p)
-        metrics = base_metrics(p, high, low)
-        neg_adv, r, valid = -p.advantages, p.ratio, p.mask
+    _check_clip_c(clip_c)
+    if not fusable(logprobs, eps_low, eps_high):
+        return ppo_clip_reference(
+            logprobs, old_logprobs, advantages, mask, eps_low=eps_low, eps_high=eps_high,
+            clip_c=clip_c,
+        )  # fmt: skip
+    f = fused_ppo_clip(logprobs, old_logprobs, advantages, mask, eps_low=eps_low, eps_high=eps_high)
+    return _dual_clip(f.loss, f.metrics, f.neg_adv, f.ratio, f.mask, clip_c)
+
+
+def ppo_clip_reference(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    eps_low: EpsLike = 0.2,
+    eps_high: EpsLike = 0.2,
+    clip_c: float | None = None,
+) -> LossOutput:
+    """:func:`ppo_clip` written as the formula, under autograd: ``prepare`` (masking, clamped
+    log-ratio), :func:`clipped_surrogate` and ``base_metrics``. The specification the fused
+    default path is tested against; not registered."""
+    _check_clip_c(clip_c)
+    p = prepare(logprobs, old_logprobs, advantages, mask, eps_low=eps_low, eps_high=eps_high)
+    loss, high, low = clipped_surrogate(p)
+    return _dual_clip(loss, base_metrics(p, high, low), -p.advantages, p.ratio, p.mask, clip_c)
+
+
+def _check_clip_c(clip_c: float | None) -> None:
+    if clip_c is None:
+        return
+    if isinstance(clip_c, bool) or not isinstance(clip_c, (int, float)):
+        raise ValueError(f"clip_c must be a float > 1 or None, got {clip_c!r}")
+    if not (math.isfinite(clip_c) and clip_c > 1.0):
+        raise ValueError(f"clip_c must be a finite float > 1 (dual clip), got {clip_c!r}")
+
+
+def _dual_clip(
+    loss: Tensor, metrics: dict[str, Tensor], neg_adv: Tensor, r: Tensor, valid: Tensor,
+    clip_c: float | None,
+) -> LossOutput:  # fmt: skip
+    """Cap the loss of tokens with A < 0 and r > clip_c at ``-A clip_c`` (no gradient)."""
     if clip_c is not None:
-        if isinstance(clip_c, bool) or not isinstance(clip_c, (int, float)):
-            raise ValueError(f"clip_c must be a float > 1 or None, got {clip_c!r}")
-        if not (math.isfinite(clip_c) and clip_c > 1.0):
-            raise ValueError(f"clip_c must be a finite float > 1 (dual clip), got {clip_c!r}")
         dual = (neg_adv > 0) & (r > clip_c)  # A < 0 and r > clip_c
         loss = torch.where(dual, neg_adv * float(clip_c), loss)
         metrics["clip/frac_dual"] = masked_mean(dual.to(r.dtype), valid)

@@ -18,12 +18,12 @@ from flexent.losses._common import (
     EpsLike,
     Prepared,
     base_metrics,
-    masked_mean,
     out_of_band,
     prepare,
 )
 from flexent.losses.clip import clipped_surrogate
 from flexent.losses.registry import LossOutput, register_policy_loss
+from flexent.masked import masked_mean
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -52,7 +52,7 @@ def top_by_rank(keys: Tensor, eligible: Tensor, fraction: float, n_valid: Tensor
     return eligible & (rank.view_as(keys) < k)
 
 
-@register_policy_loss("clip_cov")
+@register_policy_loss("clip_cov", needs_generator=True)
 def clip_cov(
     logprobs: Tensor,
     old_logprobs: Tensor,

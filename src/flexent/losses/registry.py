@@ -1,4 +1,4 @@
-"""The policy-loss registry and the loss output type.
+"""The policy-loss registry, the traits each loss declares, and the loss output type.
 
 A policy loss is a pure function
 
@@ -7,12 +7,16 @@ A policy loss is a pure function
 with ``logprobs``/``old_logprobs``/``mask`` ``[B, T]``, ``advantages`` ``[B]`` or ``[B, T]`` and
 ``eps_low``/``eps_high`` floats or tensors broadcastable to ``[B, T]``. It returns the unreduced
 per-token loss; reduction is the separate step :func:`flexent.losses.aggregate`.
+
+What an engine adapter must know about a loss (does it clip one ratio per sequence, does it
+need a random generator, which aggregation does its paper use) is declared once, where the loss
+is registered, as :class:`LossTraits`; adapters read the traits and never test names.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,15 +31,42 @@ class LossOutput:
     metrics: dict[str, Tensor] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LossTraits:
+    """What a registered loss needs from, and tells, the code that calls it.
+
+    Args:
+        sequence_level: the loss clips one ratio per sequence, with bounds about 1e-4 wide, so
+            per-token thresholds (every strategy but ``static``) have no meaning for it and
+            token-level eps values (0.2) almost never clip.
+        default_agg: the aggregation mode the loss's paper prescribes, if it prescribes one
+            (adapters warn when a run uses another).
+        needs_generator: the loss takes ``generator=torch.Generator`` for its random draws; the
+            adapters supply one, seeded per training step (reproducible across resume).
+    """
+
+    sequence_level: bool = False
+    default_agg: str | None = None
+    needs_generator: bool = False
+
+    def adapter_params(self) -> set[str]:
+        """Loss parameters the adapters supply themselves (not settable in ``loss_params``)."""
+        return {"generator"} if self.needs_generator else set()
+
+
 PolicyLossFn = Callable[..., LossOutput]
 
 _REGISTRY: dict[str, PolicyLossFn] = {}
+_TRAITS: dict[str, LossTraits] = {}
+COMMON_PARAMS = ("logprobs", "old_logprobs", "advantages", "mask", "eps_low", "eps_high")
 
 
-def register_policy_loss(name: str) -> Callable[[PolicyLossFn], PolicyLossFn]:
-    """Decorator registering ``fn`` under ``name``; registering a taken name raises ValueError."""
+def register_policy_loss(name: str, **traits: Any) -> Callable[[PolicyLossFn], PolicyLossFn]:
+    """Decorator registering ``fn`` under ``name`` with its :class:`LossTraits` (keyword
+    arguments); registering a taken name raises ValueError."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"policy loss name must be a non-empty string, got {name!r}")
+    spec = LossTraits(**traits)
 
     def decorator(fn: PolicyLossFn) -> PolicyLossFn:
         if name in _REGISTRY:
@@ -44,6 +75,7 @@ def register_policy_loss(name: str) -> Callable[[PolicyLossFn], PolicyLossFn]:
                 f"{_REGISTRY[name].__qualname__}); choose another name"
             )
         _REGISTRY[name] = fn
+        _TRAITS[name] = spec
         return fn
 
     return decorator
@@ -59,6 +91,12 @@ def get_policy_loss(name: str) -> PolicyLossFn:
         ) from None
 
 
+def loss_traits(name: str) -> LossTraits:
+    """The :class:`LossTraits` of loss ``name`` (unknown names raise like :func:`get_policy_loss`)."""
+    get_policy_loss(name)
+    return _TRAITS[name]
+
+
 def list_policy_losses() -> list[str]:
     """Registered loss names, sorted."""
     return sorted(_REGISTRY)
@@ -66,5 +104,30 @@ def list_policy_losses() -> list[str]:
 
 def loss_param_names(fn: Any) -> list[str]:
     """Keyword parameters a loss accepts beyond the common ones (for error messages and docs)."""
-    common = {"logprobs", "old_logprobs", "advantages", "mask", "eps_low", "eps_high"}
-    return [p for p in inspect.signature(fn).parameters if p not in common]
+    return [p for p in inspect.signature(fn).parameters if p not in COMMON_PARAMS]
+
+
+def user_param_names(name: str) -> list[str]:
+    """The parameters of loss ``name`` a user may set (``loss_params``): all of
+    :func:`loss_param_names` except those the adapters supply (:meth:`LossTraits.adapter_params`).
+
+    >>> import flexent.losses
+    >>> user_param_names("clip_cov")
+    ['clip_cov_ratio', 'clip_cov_lb', 'clip_cov_ub']
+    """
+    supplied = loss_traits(name).adapter_params()
+    return [p for p in loss_param_names(get_policy_loss(name)) if p not in supplied]
+
+
+def check_loss_params(name: str, params: Any) -> dict[str, Any]:
+    """``params`` as a dict after checking that loss ``name`` accepts every key as a user
+    parameter; raises ValueError naming the unknown keys and the accepted ones."""
+    if not isinstance(params, Mapping):
+        raise ValueError(f"loss_params must be a mapping, got {params!r}")
+    accepted = user_param_names(name)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"policy loss {name!r} got unknown parameters {unknown}; it accepts {accepted}"
+        )
+    return dict(params)

@@ -16,7 +16,7 @@ from flexent.losses.clip import clipped_surrogate
 from flexent.losses.registry import LossOutput, register_policy_loss
 
 
-@register_policy_loss("gspo")
+@register_policy_loss("gspo", sequence_level=True, default_agg="seq-mean-token-mean")
 def gspo(
     logprobs: Tensor,
     old_logprobs: Tensor,

@@ -11,7 +11,7 @@ from flexent.losses._common import EpsLike, base_metrics, out_of_band, prepare
 from flexent.losses.registry import LossOutput, register_policy_loss
 
 
-@register_policy_loss("sapo")
+@register_policy_loss("sapo", default_agg="seq-mean-token-mean")
 def sapo(
     logprobs: Tensor,
     old_logprobs: Tensor,

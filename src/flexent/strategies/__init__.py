@@ -23,9 +23,12 @@ strategy then mixes that fixed eps with eps_std instead of H(p) / M(p).
 from flexent.strategies.base import (
     FeedbackStrategy,
     Strategy,
+    check_strategy_params,
     get_strategy,
     list_strategies,
     register_strategy,
+    strategy_class,
+    strategy_param_names,
 )
 from flexent.strategies.od import OscillatoryDecay, od_next_state, od_thresholds
 from flexent.strategies.schedules import (
@@ -57,6 +60,7 @@ __all__ = [
     "Strategy",
     "TargetEntropy",
     "TargetTrajectory",
+    "check_strategy_params",
     "did_weights",
     "get_strategy",
     "id_weights",
@@ -68,4 +72,6 @@ __all__ = [
     "phase_lambda",
     "pi_step",
     "register_strategy",
+    "strategy_class",
+    "strategy_param_names",
 ]

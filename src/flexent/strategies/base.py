@@ -54,14 +54,29 @@ def check_strategy_params(name: str, params: Mapping[str, Any]) -> None:
     ...
     ValueError: strategy 'od' got unknown parameter(s) ['phase_ratio']; accepted: ['total_steps', 'h_min_ratio', 'h_init']
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown strategy {name!r}; valid names: {', '.join(list_strategies())}")
-    accepted = [p for p in inspect.signature(_REGISTRY[name].__init__).parameters if p != "self"]
+    accepted = strategy_param_names(name)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(
             f"strategy {name!r} got unknown parameter(s) {unknown}; accepted: {accepted}"
         )
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The class registered as ``name`` (its traits: ``needs_entropy``, ``step_free``)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown strategy {name!r}; valid names: {', '.join(list_strategies())}")
+    return _REGISTRY[name]
+
+
+def strategy_param_names(name: str) -> list[str]:
+    """Keyword parameters of strategy ``name`` (``total_steps`` first).
+
+    >>> strategy_param_names("id")
+    ['total_steps', 'phase_ratio']
+    """
+    init = strategy_class(name).__init__
+    return [p for p in inspect.signature(init).parameters if p != "self"]
 
 
 def check_total_steps(total_steps: int) -> int:
@@ -96,7 +111,10 @@ class Strategy:
     """
 
     name: ClassVar[str] = ""
+    # Traits the engine adapters read (never the strategy's name): the strategy observes the
+    # step's rollout entropy; its weights are the same at every step (no step delivery needed).
     needs_entropy: ClassVar[bool] = False
+    step_free: ClassVar[bool] = False
 
     def __init__(self, total_steps: int) -> None:
         self.total_steps = check_total_steps(total_steps)

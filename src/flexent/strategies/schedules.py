@@ -77,6 +77,8 @@ def did_weights(step: int, total_steps: int, phase_ratio: float = 0.5) -> tuple[
 class Static(Strategy):
     """GRPO clip: both thresholds stay at ``eps_std``, ``(w_up, w_low) = (0, 0)``."""
 
+    step_free = True
+
     def _weights(self, step: int, entropy: float | None) -> tuple[float, float]:
         return 0.0, 0.0
 
@@ -84,6 +86,8 @@ class Static(Strategy):
 @register_strategy("dynamic")
 class Dynamic(Strategy):
     """Dynamic thresholds H(p), M(p) at every step, ``(w_up, w_low) = (1, 1)``."""
+
+    step_free = True
 
     def _weights(self, step: int, entropy: float | None) -> tuple[float, float]:
         return 1.0, 1.0

@@ -168,12 +168,19 @@ class TargetEntropy(FeedbackStrategy):
             target=target, points=points, preset=preset, relative=relative,
             phase_ratio=phase_ratio, cycles=cycles, h_min_ratio=h_min_ratio,
         )  # fmt: skip
+        self.preset = preset
         self.kp, self.ki = _check_gain("kp", kp), _check_gain("ki", ki)
         if self.kp == 0.0 and self.ki == 0.0:
             raise ValueError("kp and ki are both 0: the controller would never act")
         self.integral = 0.0
         self.abs_error_sum = 0.0
         self.n_observed = 0
+
+    def __repr__(self) -> str:
+        shape = (
+            f"preset={self.preset!r}" if self.preset else f"points={list(self.trajectory.points)}"
+        )
+        return f"TargetEntropy(total_steps={self.total_steps}, {shape}, kp={self.kp}, ki={self.ki})"
 
     def target_at(self, step: int) -> float:
         """H*(step) in nats (needs ``h_init``, measured at the first :meth:`weights` call)."""

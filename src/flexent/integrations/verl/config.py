@@ -22,14 +22,14 @@ from typing import Any
 from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
 from verl.workers.config import ActorConfig, PolicyLossConfig
 
-from flexent.losses import get_policy_loss, list_policy_losses, loss_param_names
-from flexent.strategies import Dynamic, Static, get_strategy
+from flexent.control import EntropyControl
+from flexent.losses import list_policy_losses, user_param_names
+from flexent.strategies import Strategy, strategy_class
 from flexent.thresholds import DynamicThresholds
 
 KEY = "actor_rollout_ref.actor.policy_loss"
 PREFIX = "flexent_"
-# Loss parameters the adapter supplies itself (from verl's config or its own state).
-_ADAPTER_PARAMS = {"generator"}
+_DEFAULTS = EntropyControl()  # the one source of the defaults below
 # flexent loss parameter -> (section, key) of verl's own setting, the fallback when
 # ``loss_params`` lacks the parameter. Section "policy_loss" is ``actor.policy_loss``.
 VERL_PARAM_KEYS: dict[str, tuple[str, str]] = {
@@ -62,7 +62,7 @@ def _resolve(name: str, params: dict, owners: Mapping[str, Any]) -> dict[str, An
     """``params`` plus verl's values for the accepted parameters it lacks (see
     :func:`verl_loss_params`); ``owners`` maps a section to the config object holding it."""
     out = dict(params)
-    accepted = loss_param_names(get_policy_loss(name))
+    accepted = user_param_names(name)
     for param, (section, key) in VERL_PARAM_KEYS.items():
         owner = owners.get(section)
         value = None if owner is None else getattr(owner, key, None)
@@ -94,37 +94,40 @@ def verl_loss_params(name: str, actor_config: Any) -> dict[str, Any]:
     return _resolve(name, params, {"actor": actor_config, "policy_loss": pl})
 
 
-def config_warnings(actor_config: Any, loss_agg_mode: str | None = None) -> list[str]:
-    """Settings that run but probably do not mean what the user wants (one message each).
-
-    - ``flexent_sapo`` aggregates with ``actor.loss_agg_mode`` (or ``loss_agg_mode``), while
-      verl's ``sapo`` forces ``seq-mean-token-mean`` (the SAPO paper's); another mode is kept,
-      with this warning.
-    - ``flexent_gspo`` clips the sequence ratio, whose band is about 1e-4 wide (3e-4 / 4e-4 in
-      the GSPO paper); token-level clip ratios (verl's 0.2 default) barely ever clip it.
-    """
-    pl = actor_config.policy_loss
-    mode = getattr(pl, "loss_mode", "")
-    agg = loss_agg_mode or actor_config.loss_agg_mode
-    out = []
-    if mode == PREFIX + "sapo" and agg != "seq-mean-token-mean":
-        out.append(
-            f"flexent_sapo aggregates with loss_agg_mode={agg!r}; verl's sapo (and the SAPO "
-            "paper) use seq-mean-token-mean: set actor_rollout_ref.actor.loss_agg_mode="
-            "seq-mean-token-mean to match them"
-        )
-    if mode == PREFIX + "gspo":
+def std_eps_pair(actor_config: Any) -> tuple[float, float]:
+    """The static ``(eps_low, eps_high)``: ``policy_loss.thresholds.eps_std`` when set (a float
+    or a pair), else verl's ``actor.clip_ratio_low`` / ``clip_ratio_high`` (``clip_ratio`` when
+    those are null)."""
+    eps_std = dict(getattr(actor_config.policy_loss, "thresholds", None) or {}).get("eps_std")
+    if eps_std is None:
         clip = actor_config.clip_ratio
-        low = actor_config.clip_ratio_low if actor_config.clip_ratio_low is not None else clip
-        high = actor_config.clip_ratio_high if actor_config.clip_ratio_high is not None else clip
-        eps_std = getattr(pl, "eps_std", None)
-        low, high = (low, high) if eps_std is None else (eps_std, eps_std)
-        if max(float(low), float(high)) > 1e-2:
-            out.append(
-                f"flexent_gspo clips the sequence ratio, but eps_low/eps_high = {low}/{high} are "
-                "token-level values that almost never clip it: set actor_rollout_ref.actor."
-                "clip_ratio_low=3e-4 and clip_ratio_high=4e-4 (the GSPO paper's)"
-            )
+        low, high = actor_config.clip_ratio_low, actor_config.clip_ratio_high
+        return float(clip if low is None else low), float(clip if high is None else high)
+    if isinstance(eps_std, (int, float)):
+        return float(eps_std), float(eps_std)
+    low, high = _plain(eps_std)
+    return float(low), float(high)
+
+
+def config_warnings(actor_config: Any, loss_agg_mode: str | None = None) -> list[str]:
+    """Settings that run but probably do not mean what the user wants (one message each), from
+    the loss's traits (:meth:`flexent.control.EntropyControl.check_aggregation` and
+    ``check_eps_scale``): e.g. ``flexent_sapo`` aggregated with another mode than the SAPO
+    paper's ``seq-mean-token-mean`` (verl's ``sapo`` forces it; flexent keeps
+    ``actor.loss_agg_mode`` and warns), or ``flexent_gspo`` with token-level clip ratios."""
+    pl = actor_config.policy_loss
+    if not isinstance(pl, FlexentPolicyLossConfig) or not pl.loss_mode.startswith(PREFIX):
+        return []
+    control = pl.control(eps_std=std_eps_pair(actor_config))
+    agg = loss_agg_mode or actor_config.loss_agg_mode
+    out = [
+        f"{PREFIX}{m} (actor_rollout_ref.actor.loss_agg_mode)"
+        for m in control.check_aggregation(agg)
+    ]
+    out += [
+        f"{PREFIX}{m} (actor_rollout_ref.actor.clip_ratio_low / clip_ratio_high)"
+        for m in control.check_eps_scale(*std_eps_pair(actor_config))
+    ]
     return out
 
 
@@ -150,60 +153,43 @@ def check_registered(loss_mode: str) -> None:
 class FlexentPolicyLossConfig(PolicyLossConfig):
     """verl ``policy_loss`` section for flexent's losses (all keys under ``{KEY}``).
 
+    The keys are those of :class:`flexent.control.EntropyControl` (``flexent train``'s
+    ``entropy_control`` section), with the same defaults; verl's ``loss_mode`` names the loss.
+
     Args:
         loss_mode: ``flexent_<name>`` for a flexent loss (``ppo_clip``, ``ce_gppo``,
             ``clip_cov``, ``kl_cov``, ``gspo``, ``sapo``); verl's own names also work.
         strategy: ``static`` | ``dynamic`` | ``id`` | ``did`` | ``od`` | ``target``.
-        strategy_params: keyword parameters of the strategy besides ``total_steps``
-            (e.g. ``{phase_ratio: 0.5}``).
-        total_steps: T of the schedule; None = the trainer's ``total_training_steps``.
-        upper / lower: ``[alpha, beta]`` of H(p) / M(p), or a float = fixed eps.
-        eps_std: the static eps mixed in with weight 1 - w; None = verl's
-            ``actor.clip_ratio_high`` for the upper side and ``actor.clip_ratio_low`` for the
-            lower side (both 0.2 by default, the paper's eps_std).
-        eps_clamp: ``[eps_min, eps_max]`` for the probability-dependent values.
-        threshold_mode: ``implicit`` | ``old`` | ``detached``.
+        strategy_params: keyword parameters of the strategy (e.g. ``{phase_ratio: 0.5}``);
+            ``total_steps`` defaults to the trainer's ``total_training_steps``.
+        thresholds: ``DynamicThresholds`` keys (``upper``, ``lower``, ``eps_std``,
+            ``eps_clamp``, ``mode``); ``eps_std`` unset = verl's ``actor.clip_ratio_low`` for
+            the lower side and ``actor.clip_ratio_high`` for the upper side (:func:`std_eps_pair`).
         loss_params: extra keyword parameters of the flexent loss (e.g. ``{beta1: 0.5}``);
             a parameter verl also has falls back to verl's key (:func:`verl_loss_params`).
+        region_schemes: E1..E4 classifications logged (``theory``, ``empirical``; [] = none),
+            computed when the batch carries pi_old's per-token entropy.
+        on_inert: ``error`` | ``warn`` | ``ignore`` when each rollout batch feeds exactly one
+            optimizer step (clipping, hence every strategy, is inert).
         seed: seed of the generator of randomised losses (``clip_cov``), re-seeded at each
-            step from (seed, rank, step) (:func:`flexent.integrations.verl.loss.step_seed`).
-        region_scheme: ``theory`` | ``empirical`` | ``both`` | ``none`` for the E1..E4
-            metrics (computed when the batch carries pi_old's per-token entropy).
+            step from (seed, rank, step) (:func:`flexent.control.step_seed`).
     """
 
     loss_mode: str = "flexent_ppo_clip"
-    strategy: str = "static"
+    strategy: str = _DEFAULTS.strategy
     strategy_params: dict = field(default_factory=dict)
-    total_steps: int | None = None
-    upper: Any = field(default_factory=lambda: [-0.25, 0.5])
-    lower: Any = field(default_factory=lambda: [-0.13, 0.3])
-    eps_std: float | None = None
-    eps_clamp: Any = field(default_factory=lambda: [0.05, 0.6])
-    threshold_mode: str = "implicit"
+    thresholds: dict = field(default_factory=dict)
     loss_params: dict = field(default_factory=dict)
+    region_schemes: list = field(default_factory=lambda: list(_DEFAULTS.region_schemes))
+    on_inert: str = _DEFAULTS.on_inert
     seed: int = 0
-    region_scheme: str = "theory"
 
     def __post_init__(self) -> None:
-        self._check_loss()
-        self.thresholds(eps_std=0.2 if self.eps_std is None else self.eps_std)
-        self.build_strategy(total_steps=self.total_steps or 1)
-        if self.region_scheme not in ("theory", "empirical", "both", "none"):
-            raise ValueError(
-                f"{KEY}.region_scheme must be theory|empirical|both|none, got {self.region_scheme!r}"
-            )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"{KEY}.seed must be an int, got {self.seed!r}")
-        if self.total_steps is not None and (
-            isinstance(self.total_steps, bool)
-            or not isinstance(self.total_steps, int)
-            or self.total_steps <= 0
-        ):
-            raise ValueError(
-                f"{KEY}.total_steps must be a positive int or null, got {self.total_steps!r}"
-            )
-
-    def _check_loss(self) -> None:
+        for name in ("strategy_params", "thresholds", "loss_params"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValueError(f"{KEY}.{name} must be a mapping, got {getattr(self, name)!r}")
         if not self.loss_mode.startswith(PREFIX):
             if self.strategy != "static":
                 raise ValueError(
@@ -212,60 +198,45 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
                 )
             return
         check_registered(self.loss_mode)
-        if self.loss_mode == PREFIX + "gspo" and self.strategy != "static":
-            raise ValueError(
-                f"{KEY}.strategy={self.strategy!r} with loss_mode=flexent_gspo: flexent's "
-                "thresholds are per token but GSPO clips one ratio per sequence, so only "
-                "strategy=static is allowed (with actor.clip_ratio_low=3e-4, clip_ratio_high=4e-4)"
-            )
-        fn = get_policy_loss(flexent_loss_name(self.loss_mode))
-        if not isinstance(self.loss_params, Mapping):
-            raise ValueError(f"{KEY}.loss_params must be a mapping, got {self.loss_params!r}")
-        accepted = set(loss_param_names(fn)) - _ADAPTER_PARAMS
-        unknown = sorted(set(self.loss_params) - accepted)
-        if unknown:
-            raise ValueError(
-                f"{KEY}.loss_params has unknown key(s) {unknown} for {self.loss_mode!r}; "
-                f"accepted: {sorted(accepted)}"
-            )
+        self.control(eps_std=0.2)  # every value, with its key
         # conflicts with this section's verl keys now; actor-level keys when the loss runs
         _resolve(flexent_loss_name(self.loss_mode), dict(self.loss_params), {"policy_loss": self})
 
-    def thresholds(self, *, eps_std: float | tuple[float, float]) -> DynamicThresholds:
-        """The :class:`DynamicThresholds` of this config with the given ``eps_std``.
-
-        ``eps_std`` is a float or a ``(low, high)`` pair (verl's ``clip_ratio_low/high``).
-        """
+    def control(self, *, eps_std: float | tuple[float, float]) -> EntropyControl:
+        """The validated :class:`flexent.control.EntropyControl` of this section, with
+        ``eps_std`` (verl's clip ratios, :func:`std_eps_pair`) unless ``thresholds`` sets it."""
+        thresholds = {k: _plain(v) for k, v in dict(self.thresholds).items()}
+        thresholds.setdefault("eps_std", eps_std)
         try:
-            return DynamicThresholds.from_dict(
-                {
-                    "upper": _plain(self.upper),
-                    "lower": _plain(self.lower),
-                    "eps_std": eps_std,
-                    "eps_clamp": _plain(self.eps_clamp),
-                    "mode": self.threshold_mode,
-                }
+            return EntropyControl(
+                strategy=self.strategy,
+                strategy_params=dict(self.strategy_params),
+                thresholds=thresholds,
+                loss=flexent_loss_name(self.loss_mode),
+                loss_params=dict(self.loss_params),
+                region_schemes=tuple(self.region_schemes),
+                on_inert=self.on_inert,
             )
         except ValueError as err:
-            raise ValueError(f"{KEY}: {err}") from None
+            raise ValueError(f"{KEY}.{err}") from None
 
-    def build_strategy(self, *, total_steps: int) -> Any:
-        """A fresh strategy object for a run of ``total_steps`` steps."""
-        if not isinstance(self.strategy_params, Mapping):
-            raise ValueError(
-                f"{KEY}.strategy_params must be a mapping, got {self.strategy_params!r}"
-            )
-        try:
-            return get_strategy(
-                self.strategy, total_steps=total_steps, **dict(self.strategy_params)
-            )
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"{KEY}.strategy: {err}") from None
+    def thresholds_for(self, eps_std: tuple[float, float]) -> DynamicThresholds:
+        """The :class:`DynamicThresholds` of this config with verl's static ``eps_std``."""
+        return self.control(eps_std=eps_std).thresholds  # type: ignore[no-any-return]
+
+    def build_strategy(self, *, total_steps: int) -> Strategy:
+        """A fresh strategy object for a run of ``total_steps`` steps (unless
+        ``strategy_params.total_steps`` fixes it)."""
+        if not self.loss_mode.startswith(PREFIX):
+            from flexent.strategies import get_strategy
+
+            return get_strategy("static", total_steps=total_steps)
+        return self.control(eps_std=0.2).build_strategy(total_steps)
 
     @property
     def step_free(self) -> bool:
         """True when the weights do not depend on the step (no trainer support needed)."""
-        return isinstance(self.build_strategy(total_steps=1), (Static, Dynamic))
+        return strategy_class(self.strategy).step_free
 
 
 def _plain(value: Any) -> Any:

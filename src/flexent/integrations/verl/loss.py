@@ -24,14 +24,16 @@ from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
 from verl.utils import tensordict_utils as tu
 from verl.workers.utils.losses import ppo_loss
 
+from flexent.control import step_seed
 from flexent.diagnostics import region_stats
 from flexent.integrations.verl.config import (
     PREFIX,
     FlexentPolicyLossConfig,
     config_warnings,
+    std_eps_pair,
     verl_loss_params,
 )
-from flexent.losses import get_policy_loss, list_policy_losses, loss_param_names
+from flexent.losses import get_policy_loss, list_policy_losses, loss_traits
 
 RUNTIME_KEYS = ("flexent_step", "flexent_w_up", "flexent_w_low")
 _SLOT = "_flexent_runtime"
@@ -70,41 +72,21 @@ def thresholds_for(
     config: Any, old_log_prob: torch.Tensor, log_prob: torch.Tensor
 ) -> tuple[torch.Tensor | float, torch.Tensor | float]:
     """``(eps_low, eps_high)`` ``[B, T]`` (or floats where the weight is 0)."""
-    pl = config.policy_loss
-    clip_low = config.clip_ratio_low if config.clip_ratio_low is not None else config.clip_ratio
-    clip_high = config.clip_ratio_high if config.clip_ratio_high is not None else config.clip_ratio
-    eps_std = getattr(pl, "eps_std", None)
-    std_low, std_high = (clip_low, clip_high) if eps_std is None else (eps_std, eps_std)
+    std_low, std_high = std_eps_pair(config)
     w_up, w_low = step_weights(config)
     if w_up == 0.0 and w_low == 0.0:
-        return float(std_low), float(std_high)
-    th = pl.thresholds(eps_std=(float(std_low), float(std_high)))
+        return std_low, std_high
+    th = config.policy_loss.thresholds_for((std_low, std_high))
     eps_low, eps_high = th(old_log_prob, w_up, w_low, log_prob)
     # w = 0 is exactly eps_std: keep it a Python float so the clip bound is computed as verl does.
-    return (float(std_low) if w_low == 0.0 else eps_low), (
-        float(std_high) if w_up == 0.0 else eps_high
-    )
+    return (std_low if w_low == 0.0 else eps_low), (std_high if w_up == 0.0 else eps_high)
 
 
 def _loss_params(name: str, config: Any, device: torch.device) -> dict[str, Any]:
-    pl = config.policy_loss
     params = verl_loss_params(name, config)
-    accepted = loss_param_names(get_policy_loss(name))
-    if "generator" in accepted:
-        params["generator"] = _generator(pl, device)
+    if loss_traits(name).needs_generator:
+        params["generator"] = _generator(config.policy_loss, device)
     return params
-
-
-def step_seed(seed: int, rank: int, step: int | None) -> int:
-    """Seed of the ``clip_cov`` generator of ``rank`` at training step ``step`` (k, from 0).
-
-    ``((seed * 1_000_003 + rank) * 1_000_033 + step) mod 2**63``: distinct for every rank and
-    step of a run (step < 1_000_033). ``step=None`` (no step delivered: verl's stock trainer)
-    gives ``seed + rank``, one generator for the whole run.
-    """
-    if step is None:
-        return (seed + rank) % 2**63
-    return ((seed * 1_000_003 + rank) * 1_000_033 + step) % 2**63
 
 
 def _generator(pl: Any, device: torch.device) -> torch.Generator:
@@ -205,9 +187,9 @@ def make_verl_loss(name: str) -> Any:
 def _region_metrics(
     config, log_prob, old_log_prob, advantages, mask, eps_low, eps_high
 ) -> dict[str, float]:
-    scheme = getattr(config.policy_loss, "region_scheme", "theory")
+    schemes = tuple(getattr(config.policy_loss, "region_schemes", ("theory",)))
     entropy = runtime(config.policy_loss).get("old_entropy")
-    if scheme == "none" or entropy is None or entropy.shape != old_log_prob.shape:
+    if not schemes or entropy is None or entropy.shape != old_log_prob.shape:
         return {}
     stats = region_stats(
         log_prob.detach(),
@@ -217,7 +199,7 @@ def _region_metrics(
         entropy=entropy,
         eps_low=eps_low,
         eps_high=eps_high,
-        scheme=scheme,
+        schemes=schemes,
     )
     return {f"actor/{k}": float(v) for k, v in stats.items()}
 

@@ -33,8 +33,9 @@ from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.config import omega_conf_to_dataclass
 
-from flexent.diagnostics import masked_mean
+from flexent.control import DEFAULT_ON_INERT, handle_inert
 from flexent.integrations.verl.config import (
+    KEY,
     PREFIX,
     FlexentPolicyLossConfig,
     check_registered,
@@ -44,6 +45,7 @@ from flexent.integrations.verl.config import (
 )
 from flexent.integrations.verl.controller import StepController
 from flexent.integrations.verl.loss import FlexentActorLoss
+from flexent.masked import masked_mean
 from flexent.strategies import get_strategy
 
 logger = logging.getLogger(__name__)
@@ -84,20 +86,21 @@ class FlexentPPOTrainer(PPOTrainerSync):
             verl_loss_params(flexent_loss_name(pl.loss_mode), actor_cfg)
         if self.config.get("distillation") and self.config.distillation.get("enabled", False):
             raise ValueError("trainer_mode=flexent_sync does not support distillation")
+        total = int(self.total_training_steps)
         if isinstance(pl, FlexentPolicyLossConfig):
-            total = pl.total_steps or int(self.total_training_steps)
             strategy = pl.build_strategy(total_steps=total)
         else:
-            strategy = get_strategy("static", total_steps=int(self.total_training_steps))
+            strategy = get_strategy("static", total_steps=total)
         self.flexent = StepController(strategy)
-        messages = config_warnings(actor_cfg)
         if clipping_is_inert(self.config):
-            messages.append(
-                "flexent: ppo_epochs=1 and ppo_mini_batch_size >= train_batch_size, so each "
+            handle_inert(
+                getattr(pl, "on_inert", DEFAULT_ON_INERT),
+                f"flexent: ppo_epochs=1 and ppo_mini_batch_size >= train_batch_size, so each "
                 "rollout batch feeds one optimizer step, the ratio is 1 and clipping (hence "
-                "every flexent strategy) does nothing. Use several mini-batches or epochs."
+                f"every flexent strategy) does nothing. Use several mini-batches or epochs, or "
+                f"set {KEY}.on_inert=warn|ignore.",
             )
-        for msg in messages:
+        for msg in config_warnings(actor_cfg):
             logger.warning(msg)
             warnings.warn(msg, stacklevel=2)
         self.actor_rollout_wg.set_loss_fn(FlexentActorLoss(actor_cfg))

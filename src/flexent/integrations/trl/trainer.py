@@ -1,4 +1,4 @@
-"""TRL adapter: flexent's entropy control inside TRL's ``GRPOTrainer`` (extra ``flexent[trl]``).
+"""``FlexentGRPOTrainer``: flexent's entropy control inside TRL's ``GRPOTrainer``.
 
 ``FlexentGRPOTrainer`` is a ``trl.GRPOTrainer`` whose policy loss is a registered flexent loss
 with per-token thresholds ``eps_low, eps_high`` from ``DynamicThresholds`` evaluated on pi_old,
@@ -26,11 +26,9 @@ How it departs from / relies on TRL 1.16 (read its ``grpo_trainer.py``):
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -40,59 +38,18 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("flexent.integrations.trl needs TRL: pip install 'flexent[trl]'") from exc
 
-from flexent.thresholds import DynamicThresholds
+from flexent.control import EntropyControl, handle_inert
 
 STATE_FILE = "flexent_state.json"
 NORMALISATIONS = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
-ON_INERT = ("warn", "error", "ignore")
-
-
-class InertClippingError(ValueError):
-    """The trainer configuration makes every PPO ratio exactly 1, so no clip can act."""
-
-
-@dataclass
-class EntropyControl:
-    """What flexent changes in the GRPO update.
-
-    Args:
-        strategy: a strategy name (``flexent.strategies.list_strategies()``) or a built strategy
-            object (``weights(step, *, entropy)``, ``state_dict``, ``load_state_dict``).
-        strategy_params: keyword arguments for ``get_strategy``; ``total_steps`` defaults to the
-            trainer's ``max_steps``.
-        thresholds: the ``DynamicThresholds`` (or a mapping for ``DynamicThresholds.from_dict``).
-        loss: a registered flexent policy loss name (``flexent.losses.list_policy_losses()``).
-        loss_params: keyword arguments of that loss (e.g. ``beta1`` for ``ce_gppo``).
-        region_schemes: ``flexent.diagnostics.region_stats`` schemes logged each step.
-        entropy_coef: entropy bonus coefficient c_H (``flexent.losses.entropy_bonus``): the
-            per-token loss becomes ``loss - c_H * H`` before TRL's normalisation; 0 = off.
-        on_inert: ``"warn"``, ``"error"`` or ``"ignore"`` when clipping is inert.
-    """
-
-    strategy: Any = "static"
-    strategy_params: dict[str, Any] = field(default_factory=dict)
-    thresholds: Any = field(default_factory=DynamicThresholds)
-    loss: str = "ppo_clip"
-    loss_params: dict[str, Any] = field(default_factory=dict)
-    region_schemes: tuple[str, ...] = ("theory", "empirical")
-    on_inert: str = "warn"
-    entropy_coef: float = 0.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.thresholds, Mapping):
-            self.thresholds = DynamicThresholds.from_dict(self.thresholds)
-        if not isinstance(self.thresholds, DynamicThresholds):
-            raise ValueError(f"thresholds must be DynamicThresholds, got {self.thresholds!r}")
-        if self.on_inert not in ON_INERT:
-            raise ValueError(f"on_inert must be one of {list(ON_INERT)}, got {self.on_inert!r}")
-        from flexent.losses import get_policy_loss
-
-        get_policy_loss(self.loss)  # fail early with the registry's list of valid names
-        if isinstance(self.entropy_coef, bool) or not (
-            isinstance(self.entropy_coef, (int, float)) and math.isfinite(self.entropy_coef)
-        ):
-            raise ValueError(f"entropy_coef must be a finite float, got {self.entropy_coef!r}")
-        self.region_schemes = tuple(self.region_schemes)
+# TRL's normalisation (loss_type) -> the flexent aggregation mode it computes.
+AGG_OF_LOSS_TYPE = {
+    "grpo": "seq-mean-token-mean",
+    "bnpo": "token-mean",
+    "dr_grpo": "seq-mean-token-sum-norm",
+    "dapo": "token-mean",
+    "luspo": "seq-mean-token-sum",
+}
 
 
 def clipping_is_inert(args: Any) -> bool:
@@ -147,8 +104,9 @@ class FlexentGRPOTrainer(GRPOTrainer):
         self._weights = (0.0, 0.0)
         self.rollout_entropy: float | None = None
         self._capture: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._generator: tuple[int, torch.Generator] | None = None
         if clipping_is_inert(self.args):
-            self._on_inert()
+            handle_inert(self.entropy_control.on_inert, inert_message(self.args))
 
     # -- configuration checks -------------------------------------------------------------
     def _check_supported(self) -> None:
@@ -182,28 +140,23 @@ class FlexentGRPOTrainer(GRPOTrainer):
                 "TRL's entropy bonus (trainer.entropy_coef / adaptive entropy) is not combined "
                 "with a flexent loss; set trainer.entropy_coef=0"
             )
-
-    def _on_inert(self) -> None:
-        mode = self.entropy_control.on_inert
-        if mode == "error":
-            raise InertClippingError(inert_message(self.args))
-        if mode == "warn":
-            warnings.warn(inert_message(self.args), UserWarning, stacklevel=3)
+        ec = self.entropy_control
+        th = ec.thresholds
+        messages = ec.check_aggregation(AGG_OF_LOSS_TYPE[self.loss_type])
+        messages += ec.check_eps_scale(th.std_eps(upper=False), th.std_eps(upper=True))
+        for msg in messages:
+            warnings.warn(f"{msg} (TRL: trainer.loss_type)", UserWarning, stacklevel=3)
 
     # -- strategy ---------------------------------------------------------------------------
     def _ensure_strategy(self) -> Any:
         if self.strategy is None:
-            from flexent.strategies import get_strategy
-
-            params = dict(self.entropy_control.strategy_params)
-            if "total_steps" not in params:
-                if int(self.state.max_steps) <= 0:
-                    raise ValueError(
-                        "the strategy needs total_steps: the trainer's max_steps is not known yet "
-                        "(call train()) and entropy_control.strategy_params has no total_steps"
-                    )
-                params["total_steps"] = int(self.state.max_steps)
-            self.strategy = get_strategy(self.entropy_control.strategy, **params)
+            ec = self.entropy_control
+            if "total_steps" not in ec.strategy_params and int(self.state.max_steps) <= 0:
+                raise ValueError(
+                    "the strategy needs total_steps: the trainer's max_steps is not known yet "
+                    "(call train()) and entropy_control.strategy_params has no total_steps"
+                )
+            self.strategy = ec.build_strategy(total_steps=int(self.state.max_steps))
         if self._pending_strategy_state is not None:
             self.strategy.load_state_dict(self._pending_strategy_state)
             self._pending_strategy_state = None
@@ -272,8 +225,30 @@ class FlexentGRPOTrainer(GRPOTrainer):
         return mask if "tool_mask" not in inputs else mask * inputs["tool_mask"]
 
     # -- the loss ---------------------------------------------------------------------------
+    def _loss_params(self) -> dict[str, Any]:
+        """``loss_params`` plus what the loss's traits ask the adapter for (a generator)."""
+        from flexent.losses import loss_traits
+
+        params = dict(self.entropy_control.loss_params)
+        if loss_traits(self.entropy_control.loss).needs_generator:
+            params["generator"] = self._step_generator()
+        return params
+
+    def _step_generator(self) -> torch.Generator:
+        """This process's generator for randomised losses, re-seeded from (``args.seed``, rank,
+        step) when the optimizer step changes: a resumed run draws what the uninterrupted one
+        drew (:func:`flexent.control.step_seed`)."""
+        from flexent.control import step_seed
+
+        step = int(self.state.global_step)
+        if self._generator is None or self._generator[0] != step:
+            seed = step_seed(int(self.args.seed), int(self.accelerator.process_index), step)
+            device = self.accelerator.device
+            self._generator = (step, torch.Generator(device=device).manual_seed(seed))
+        return self._generator[1]
+
     def _compute_loss(self, model, inputs):  # type: ignore[override]
-        from flexent.integrations._trl_loss import compute_flexent_loss
+        from flexent.integrations.trl.loss import compute_flexent_loss
 
         return compute_flexent_loss(self, model, inputs)
 

@@ -12,13 +12,12 @@ Run directory (``output.dir``)::
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flexent.config import FlexentConfig, save_config
+from flexent.config import FlexentConfig, entropy_control, save_config
 
 
 @dataclass
@@ -31,7 +30,7 @@ class RunResult:
 def last_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete ``checkpoint-N`` (TRL's ``trainer_state.json`` and flexent's strategy
     state both written): a run killed while saving leaves an incomplete one, which is skipped."""
-    from flexent.integrations.trl import STATE_FILE
+    from flexent.integrations.trl.trainer import STATE_FILE
 
     steps = [
         (int(p.name.split("-")[1]), p)
@@ -70,8 +69,8 @@ def build_trainer(cfg: FlexentConfig, run_dir: Path) -> Any:
     from transformers.trainer_callback import ProgressCallback
     from trl import GRPOConfig
 
-    from flexent.integrations.trl import EntropyControl, FlexentGRPOTrainer
-    from flexent.integrations.trl_callbacks import MetricsJsonlCallback, ProgressBarCallback
+    from flexent.integrations.trl.callbacks import MetricsJsonlCallback, ProgressBarCallback
+    from flexent.integrations.trl.trainer import FlexentGRPOTrainer
     from flexent.models import load_model_and_tokenizer
     from flexent.rewards import get_reward
 
@@ -81,17 +80,7 @@ def build_trainer(cfg: FlexentConfig, run_dir: Path) -> Any:
     )
     trainer_kwargs = {"logging_steps": 1, "save_strategy": "steps", **trainer_defaults(cfg.trainer)}
     args = GRPOConfig(output_dir=str(run_dir), report_to=[], **trainer_kwargs)
-    ec = cfg.entropy_control
-    control = EntropyControl(
-        strategy=ec.strategy,
-        strategy_params=dict(ec.strategy_params),
-        thresholds=dataclasses.asdict(ec.thresholds),
-        loss=ec.loss,
-        loss_params=dict(ec.loss_params),
-        region_schemes=tuple(ec.region_schemes),
-        on_inert=ec.on_inert,
-        entropy_coef=float(ec.entropy_coef),
-    )
+    control = entropy_control(cfg)
     callbacks: list[Any] = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), ProgressBarCallback()]
     if cfg.output.tensorboard:
         callbacks.append(TensorBoardCallback(SummaryWriter(str(run_dir / "tensorboard"))))
@@ -186,42 +175,49 @@ def run_training(cfg: FlexentConfig, *, resume: bool = False) -> RunResult:
 
 
 def evaluate(cfg: FlexentConfig, model: Any, tokenizer: Any) -> dict[str, Any]:
-    """Accuracy (mean reward of the first sample) and mean@n on the held-out rows."""
-    from flexent.evaluation.generation import SamplingConfig, TransformersGenerator
+    """Held-out evaluation of the in-memory ``model`` with :mod:`flexent.evaluation` (the code
+    of ``flexent eval``): ``accuracy`` (the first sample of each problem correct), ``mean_at_n``
+    and ``metrics`` (mean@n, pass@k for k = 1, 2, 4, ..., n, maj@n), plus three examples."""
+    from flexent.evaluation import SamplingConfig, TransformersGenerator, default_ks
+    from flexent.evaluation.results import benchmark_metrics
+    from flexent.evaluation.runner import Benchmark, run_benchmark
     from flexent.rewards import get_reward
 
     e = cfg.evaluation
-    rows = load_rows(cfg, evaluation=True)
-    reward = get_reward(cfg.reward.name, **cfg.reward.params)
-    if e.max_new_tokens:
-        max_new = e.max_new_tokens
-    else:  # GRPOConfig's own default when the trainer section does not set it
-        from trl import GRPOConfig
-
-        default = GRPOConfig.__dataclass_fields__["max_completion_length"].default
-        max_new = int(cfg.trainer.get("max_completion_length", default))
+    bench = Benchmark("held-out", str(e.source or cfg.data.source), load_rows(cfg, evaluation=True),
+                      cfg.reward.name)  # fmt: skip
     sampling = SamplingConfig(
-        temperature=e.temperature, top_p=e.top_p, top_k=e.top_k, max_new_tokens=max_new
-    )
+        temperature=e.temperature, top_p=e.top_p, top_k=e.top_k,
+        max_new_tokens=e.max_new_tokens or max_completion_length(cfg),
+    )  # fmt: skip
     generator = TransformersGenerator(model, tokenizer, sampling, batch_size=e.batch_size)
     was_training = model.training
     model.eval()
     try:
-        completions = generator.generate([r["prompt"] for r in rows], n=e.num_samples)
+        problems = run_benchmark(
+            generator, bench, get_reward(cfg.reward.name, **cfg.reward.params),
+            samples=e.num_samples, keep_completions=True,
+        )  # fmt: skip
     finally:
         model.train(was_training)
-    scores = [
-        [reward.score(c, row).score or 0.0 for c in comps]
-        for comps, row in zip(completions, rows, strict=True)
-    ]
-    n = max(len(scores), 1)
+    metrics = benchmark_metrics(problems, default_ks(e.num_samples))
+    first = [p.scores[0] is not None and p.scores[0] >= 1.0 for p in problems]
     return {
-        "num_problems": len(rows),
+        "num_problems": len(problems),
         "num_samples": e.num_samples,
-        "accuracy": sum(s[0] for s in scores) / n,
-        "mean_at_n": sum(sum(s) / len(s) for s in scores) / n,
+        "accuracy": sum(first) / len(problems),
+        "mean_at_n": metrics[f"mean@{e.num_samples}"],
+        "metrics": metrics,
         "examples": [
-            {"prompt": str(r["prompt"]), "completion": c[0]}
-            for r, c in zip(rows[:3], completions[:3], strict=True)
+            {"prompt": str(r["prompt"]), "completion": (p.completions or [""])[0]}
+            for r, p in zip(bench.rows[:3], problems[:3], strict=True)
         ],
     }
+
+
+def max_completion_length(cfg: FlexentConfig) -> int:
+    """``trainer.max_completion_length``, or GRPOConfig's own default when the config omits it."""
+    from trl import GRPOConfig
+
+    default = GRPOConfig.__dataclass_fields__["max_completion_length"].default
+    return int(cfg.trainer.get("max_completion_length", default))

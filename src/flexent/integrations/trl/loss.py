@@ -12,6 +12,9 @@ from typing import Any
 
 import torch
 
+from flexent.integrations.trl.metrics import StepTensors, log_step_metrics
+from flexent.losses import entropy_bonus
+
 
 def _normalise(trainer: Any, per_token_loss: torch.Tensor, mask: torch.Tensor, inputs, mode: str):
     """TRL's aggregation for ``trainer.loss_type`` -> (loss to backprop, policy loss to log)."""
@@ -63,6 +66,7 @@ def _forward(trainer: Any, model, inputs):
 
 
 def compute_flexent_loss(trainer: Any, model, inputs) -> torch.Tensor:
+    """The loss to backpropagate for one micro-batch; logs the step's diagnostics."""
     mode = "train" if trainer.model.training else "eval"
     mask = trainer._loss_mask(inputs)
     logprobs, entropies, aux_loss = _forward(trainer, model, inputs)
@@ -78,22 +82,42 @@ def compute_flexent_loss(trainer: Any, model, inputs) -> torch.Tensor:
     )
     adv_bt = advantages.expand_as(logprobs)
     out = trainer._loss_fn(
-        logprobs,
-        old_logprobs,
-        adv_bt,
-        mask,
-        eps_low=eps_low,
-        eps_high=eps_high,
-        **trainer.entropy_control.loss_params,
-    )
+        logprobs, old_logprobs, adv_bt, mask, eps_low=eps_low, eps_high=eps_high,
+        **trainer._loss_params(),
+    )  # fmt: skip
     per_token_loss = out.per_token_loss
-    if trainer.entropy_control.entropy_coef:
-        from flexent.losses import entropy_bonus
+    coef = float(trainer.entropy_control.entropy_coef)
+    if coef:
+        per_token_loss = entropy_bonus(per_token_loss, entropies, coef)
+    per_token_loss, per_token_kl = _trl_terms(
+        trainer, per_token_loss, inputs, logprobs, old_logprobs, advantages, entropies, mask
+    )
+    loss, policy_loss = _normalise(trainer, per_token_loss, mask, inputs, mode)
+    if trainer.aux_loss_enabled:
+        accum = trainer.current_gradient_accumulation_steps if mode == "train" else 1.0
+        loss = loss + trainer.router_aux_loss_coef * aux_loss / accum
 
-        per_token_loss = entropy_bonus(
-            per_token_loss, entropies, float(trainer.entropy_control.entropy_coef)
-        )
+    log_step_metrics(
+        trainer,
+        mode,
+        StepTensors(
+            mask=mask, logprobs=logprobs.detach(), old_logprobs=old_logprobs, advantages=adv_bt,
+            entropies=entropies.detach(), old_entropies=inputs.get("flexent_old_entropy"),
+            eps_low=eps_low, eps_high=eps_high,
+        ),
+        loss_metrics=out.metrics,
+        per_token_kl=per_token_kl,
+        policy_loss=policy_loss,
+    )  # fmt: skip
+    return loss
 
+
+def _trl_terms(
+    trainer: Any, per_token_loss, inputs, logprobs, old_logprobs, advantages, entropies, mask
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """TRL's token masks and corrections on the flexent per-token loss, in TRL's order:
+    off-policy sequence mask, top-entropy mask, vLLM importance sampling, KL term. Returns the
+    loss and the per-token KL (None when ``beta`` is 0)."""
     if trainer.off_policy_mask_threshold is not None:
         sampling = inputs.get("sampling_per_token_logps", old_logprobs)
         per_token_loss = per_token_loss * trainer.get_off_policy_mask(
@@ -109,34 +133,10 @@ def compute_flexent_loss(trainer: Any, model, inputs) -> torch.Tensor:
         )
     if trainer.use_vllm and trainer.vllm_importance_sampling_correction:
         per_token_loss = per_token_loss * inputs["importance_sampling_ratio"]
-    per_token_kl = None
-    if trainer.beta != 0.0:
-        ref = inputs["ref_per_token_logps"]
-        per_token_kl = torch.exp(ref - logprobs) - (ref - logprobs) - 1
-        if trainer.args.use_bias_correction_kl:
-            per_token_kl = per_token_kl * torch.exp(logprobs - old_logprobs)
-        per_token_loss = per_token_loss + trainer.beta * per_token_kl
-
-    loss, policy_loss = _normalise(trainer, per_token_loss, mask, inputs, mode)
-    if trainer.aux_loss_enabled:
-        accum = trainer.current_gradient_accumulation_steps if mode == "train" else 1.0
-        loss = loss + trainer.router_aux_loss_coef * aux_loss / accum
-
-    from flexent.integrations._trl_metrics import log_step_metrics
-
-    log_step_metrics(
-        trainer,
-        mode,
-        mask=mask,
-        logprobs=logprobs.detach(),
-        old_logprobs=old_logprobs,
-        advantages=adv_bt,
-        entropies=entropies.detach(),
-        old_entropies=inputs.get("flexent_old_entropy"),
-        eps_low=eps_low,
-        eps_high=eps_high,
-        loss_metrics=out.metrics,
-        per_token_kl=per_token_kl,
-        policy_loss=policy_loss,
-    )
-    return loss
+    if trainer.beta == 0.0:
+        return per_token_loss, None
+    ref = inputs["ref_per_token_logps"]
+    per_token_kl = torch.exp(ref - logprobs) - (ref - logprobs) - 1
+    if trainer.args.use_bias_correction_kl:
+        per_token_kl = per_token_kl * torch.exp(logprobs - old_logprobs)
+    return per_token_loss + trainer.beta * per_token_kl, per_token_kl

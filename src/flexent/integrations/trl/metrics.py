@@ -7,9 +7,13 @@ then divide), so multi-GPU runs log the global token mean, not rank 0's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from flexent.diagnostics import region_stats
+from flexent.masked import masked_mean
 
 
 def _global_mean(trainer: Any, values: dict[str, torch.Tensor], weight: torch.Tensor) -> dict:
@@ -24,57 +28,52 @@ def _global_mean(trainer: Any, values: dict[str, torch.Tensor], weight: torch.Te
     return dict(zip(keys, (totals[:-1] / denom).tolist(), strict=True))
 
 
+@dataclass
+class StepTensors:
+    """One micro-batch's tensors, ``[B, T]`` each (eps: tensors or floats)."""
+
+    mask: torch.Tensor
+    logprobs: torch.Tensor  # detached
+    old_logprobs: torch.Tensor
+    advantages: torch.Tensor
+    entropies: torch.Tensor  # current policy's token entropy, detached
+    old_entropies: torch.Tensor | None  # pi_old's (the rollout's), when measured
+    eps_low: torch.Tensor | float
+    eps_high: torch.Tensor | float
+
+
 def log_step_metrics(
     trainer: Any,
     mode: str,
+    t: StepTensors,
     *,
-    mask: torch.Tensor,
-    logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    entropies: torch.Tensor,
-    old_entropies: torch.Tensor | None,
-    eps_low: torch.Tensor,
-    eps_high: torch.Tensor,
     loss_metrics: dict[str, torch.Tensor],
     per_token_kl: torch.Tensor | None,
     policy_loss: torch.Tensor,
 ) -> None:
-    from flexent.diagnostics import masked_mean, region_stats
-
-    maskf = mask.float()
-    ratio = torch.exp(logprobs - old_logprobs)
-    entropy_mean = masked_mean(entropies.float(), maskf)
+    """Append this micro-batch's metrics (global token means) to ``trainer._metrics[mode]``."""
+    entropy_mean = masked_mean(t.entropies.float(), t.mask)
     local: dict[str, torch.Tensor] = {
+        **loss_metrics,
         "entropy/mean": entropy_mean,
         "policy/loss": policy_loss,
         # TRL's own key names, kept so that TRL dashboards keep working
         "entropy": entropy_mean,
-        "clip_ratio/low_mean": masked_mean(
-            ((ratio < 1 - eps_low) & (advantages < 0)).float(), maskf
-        ),
-        "clip_ratio/high_mean": masked_mean(
-            ((ratio > 1 + eps_high) & (advantages > 0)).float(), maskf
-        ),
+        "clip_ratio/low_mean": loss_metrics["clip/frac_low"],
+        "clip_ratio/high_mean": loss_metrics["clip/frac_high"],
     }
-    local.update(loss_metrics)
     if per_token_kl is not None:
-        local["kl"] = masked_mean(per_token_kl.detach().float(), maskf)
-    region_entropy = old_entropies if old_entropies is not None else entropies
-    for scheme in trainer.entropy_control.region_schemes:
+        local["kl"] = masked_mean(per_token_kl.detach().float(), t.mask)
+    schemes = trainer.entropy_control.region_schemes
+    if schemes:
         local.update(
             region_stats(
-                logprobs,
-                old_logprobs,
-                advantages,
-                mask,
-                entropy=region_entropy,
-                eps_low=eps_low,
-                eps_high=eps_high,
-                scheme=scheme,
+                t.logprobs, t.old_logprobs, t.advantages, t.mask,
+                entropy=t.old_entropies if t.old_entropies is not None else t.entropies,
+                eps_low=t.eps_low, eps_high=t.eps_high, schemes=schemes,
             )
-        )
-    for key, value in _global_mean(trainer, local, maskf.sum()).items():
+        )  # fmt: skip
+    for key, value in _global_mean(trainer, local, t.mask.float().sum()).items():
         trainer._metrics[mode][key].append(value)
     if mode == "train" and trainer.rollout_entropy is not None:
         trainer._metrics[mode]["entropy/rollout"].append(trainer.rollout_entropy)

@@ -1,0 +1,32 @@
+"""flexent in TRL (extra ``flexent[trl]``): one machine, ``flexent train`` and ``flexent demo``.
+
+Mirrors :mod:`flexent.integrations.verl`:
+
+- :mod:`.trainer`: :class:`FlexentGRPOTrainer`, TRL's ``GRPOTrainer`` with flexent's thresholds,
+  strategy, loss and diagnostics; the inert-clipping check; strategy state in checkpoints.
+- :mod:`.loss`: the loss step (TRL 1.16's ``_compute_loss`` with a flexent loss).
+- :mod:`.metrics`: the per-step diagnostics written into TRL's metric store.
+- :mod:`.callbacks`: ``metrics.jsonl`` and the progress bar of ``flexent train``.
+- :mod:`.run`: one ``flexent train`` run, config -> run directory.
+
+The settings are the engine-neutral :class:`flexent.control.EntropyControl`.
+"""
+
+from flexent.control import EntropyControl, InertClippingError
+from flexent.integrations.trl.trainer import (
+    NORMALISATIONS,
+    STATE_FILE,
+    FlexentGRPOTrainer,
+    clipping_is_inert,
+    inert_message,
+)
+
+__all__ = [
+    "NORMALISATIONS",
+    "STATE_FILE",
+    "EntropyControl",
+    "FlexentGRPOTrainer",
+    "InertClippingError",
+    "clipping_is_inert",
+    "inert_message",
+]

@@ -1,0 +1,221 @@
+"""The training step, the strategy weights and the rollout entropy reach the loss through verl's
+real ppo_loss and the flexent_sync trainer hooks."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+pytest.importorskip("verl")
+
+from verl_support import actor_config, batch
+
+
+def ppo_loss_inputs(old, new, adv, mask, extra: dict):
+    """verl's padded layout: 2 prompt tokens + T response tokens per row, log-probs flat."""
+    from tensordict import TensorDict
+    from verl.utils import tensordict_utils as tu
+
+    B, T = old.shape
+    P = 2
+    attn = torch.ones(B, P + T, dtype=torch.long)
+    flat = []
+    for b in range(B):  # model output at position i predicts token i + 1: response at P-1..P+T-2
+        row = torch.zeros(P + T, dtype=old.dtype)
+        row[P - 1 : P + T - 1] = new[b]
+        flat.append(row)
+    data = TensorDict(
+        {
+            "prompts": torch.ones(B, P, dtype=torch.long),
+            "responses": torch.ones(B, T, dtype=torch.long),
+            "attention_mask": attn,
+            "response_mask": mask.long(),
+            "old_log_probs": old,
+            "advantages": adv,
+        },
+        batch_size=[B],
+    )
+    info = {"dp_size": 1, "batch_num_tokens": None, "global_batch_size": None}
+    info.update(extra)
+    tu.assign_non_tensor(data, **info)
+    return {"log_probs": torch.cat(flat)}, data
+
+
+def test_step_reaches_loss_through_ppo_loss(v):
+    """The id schedule over T = 10 verl steps: k = step - 1; w_up = 1 - k/5 in phase I, then
+    w_low = 1 + lambda = 1 - (k - 5)/5. eps_high = w_up H(p) + (1 - w_up) 0.28 per token."""
+    from flexent.integrations.verl import FlexentActorLoss, FlexentPolicyLossConfig, StepController
+
+    cfg = actor_config(
+        v, FlexentPolicyLossConfig(strategy="id", strategy_params={"total_steps": 10})
+    )
+    ctrl = StepController(cfg.policy_loss.build_strategy(total_steps=10))
+    loss_fn = FlexentActorLoss(cfg)
+    old, new, adv, mask = batch(5)
+    p = old.exp()
+    h = ((1.5 / (1 + 0.25 * p)) - 1).clamp(0.05, 0.6)
+    m_ = (1 - 0.7 / (1 - 0.13 * p)).clamp(0.05, 0.6)
+    for step, w_up, w_low in [(1, 1.0, 0.0), (3, 0.6, 0.0), (6, 0.0, 0.0), (9, 0.0, 0.4)]:
+        got = ctrl.weights(step)
+        assert got == pytest.approx((w_up, w_low))
+        extra = {"flexent_step": step - 1, "flexent_w_up": got[0], "flexent_w_low": got[1]}
+        model_output, data = ppo_loss_inputs(old, new, adv, mask, extra)
+        _, metrics = loss_fn(model_output, data)
+        eh = float((w_up * h + (1 - w_up) * 0.28)[mask].mean())
+        el = float((w_low * m_ + (1 - w_low) * 0.2)[mask].mean())
+        assert metrics["actor/clip/eps_high_mean"].aggregate() == pytest.approx(eh, rel=1e-6)
+        assert metrics["actor/clip/eps_low_mean"].aggregate() == pytest.approx(el, rel=1e-6)
+        assert metrics["actor/control/w_up"].aggregate() == pytest.approx(w_up)
+        assert cfg.policy_loss.__dict__["_flexent_runtime"] == {}  # nothing leaks to the next call
+
+
+def test_step_dependent_strategy_without_trainer_fails(v):
+    from flexent.integrations.verl import FlexentActorLoss, FlexentPolicyLossConfig
+
+    cfg = actor_config(
+        v, FlexentPolicyLossConfig(strategy="did", strategy_params={"total_steps": 10})
+    )
+    model_output, data = ppo_loss_inputs(*batch(2), {})
+    with pytest.raises(RuntimeError, match="trainer_mode=flexent_sync"):
+        FlexentActorLoss(cfg)(model_output, data)
+
+
+def test_trainer_update_actor_ships_weights(v):
+    """FlexentPPOTrainer._update_actor on verl's real config, with a fake worker group that runs
+    the installed loss the way verl's worker does (extra_info -> non-tensor data)."""
+    from flexent.integrations.verl import (
+        FlexentActorLoss,
+        FlexentPolicyLossConfig,
+        FlexentPPOTrainer,
+    )
+    from flexent.integrations.verl.controller import StepController
+    from flexent.strategies import get_strategy
+
+    conf = v.compose(["actor_rollout_ref.rollout.n=2"])
+    cfg = actor_config(
+        v, FlexentPolicyLossConfig(strategy="od", strategy_params={"total_steps": 10})
+    )
+    old, new, adv, mask = batch(6)
+
+    class FakeWG:
+        def update_actor(self, meta):
+            model_output, data = ppo_loss_inputs(old, new, adv, mask, dict(meta.extra_info))
+            _, metrics = FlexentActorLoss(cfg)(model_output, data)
+            out = {k: [m.aggregate()] for k, m in metrics.items()}
+            return {"metrics": {**out, "mfu": [0.0]}}
+
+    trainer = object.__new__(FlexentPPOTrainer)
+    trainer.trainer_mode = "flexent_sync"
+    assert trainer.trainer_mode == "sync"  # verl's mode checks see the sync trainer
+    trainer.config, trainer.actor_rollout_wg, trainer.global_steps = conf, FakeWG(), 1
+    trainer.flexent = StepController(get_strategy("od", total_steps=10))
+    trainer.flexent.observe_entropy(1, 1.0)  # s_0 = 0: suppress, (w_up, w_low) = (0, 1)
+    meta = types.SimpleNamespace(extra_info={})
+    metrics: dict = {}
+    trainer._update_actor(meta, metrics)
+    assert meta.extra_info["flexent_step"] == 0
+    assert (metrics["actor/control/w_up"], metrics["actor/control/w_low"]) == (0.0, 1.0)
+    p = old.exp()
+    el = (1 - 0.7 / (1 - 0.13 * p)).clamp(0.05, 0.6)
+    assert metrics["actor/clip/eps_low_mean"] == pytest.approx(float(el[mask].mean()), rel=1e-6)
+    assert metrics["actor/clip/eps_high_mean"] == pytest.approx(0.28)
+
+
+def test_strategy_sees_mean_token_entropy(v, monkeypatch):
+    """verl's real _compute_old_log_prob under loss_agg_mode=seq-mean-token-sum, with a stand-in
+    TransferQueue and worker group: verl's actor/entropy is then the mean per-sequence entropy
+    SUM, but the strategy must see the mean token entropy (METHOD: H_k = mean over valid tokens).
+
+    Responses of 1, 4 and 3 tokens (prompt of 2): token entropies 1 | 2 2 2 2 | 3 3 3, so the
+    token mean is (1 + 8 + 9) / 8 = 2.25 and the seq-mean-token-sum is (1 + 8 + 9) / 3 = 6."""
+    import transfer_queue as tq
+    from tensordict import TensorDict
+
+    from flexent.integrations.verl import FlexentPPOTrainer
+    from flexent.integrations.verl.controller import StepController
+    from flexent.strategies import get_strategy
+
+    lengths, P = [1, 4, 3], 2
+    ent_rows = [torch.full((P + n,), float(h)) for n, h in zip(lengths, [1, 2, 3], strict=True)]
+    for row, n in zip(ent_rows, lengths, strict=True):
+        row[P + n - 1] = float("nan")  # the position after the last response token: not used
+
+    def nested(rows):
+        return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
+
+    store = TensorDict(
+        {"response_mask": nested([torch.ones(n, dtype=torch.long) for n in lengths])},
+        batch_size=[3],
+    )
+
+    def kv_batch_get(keys, partition_id, select_fields):
+        return store.select(*select_fields)
+
+    def kv_batch_put(keys, partition_id, fields):
+        store.update(fields)
+        return meta
+
+    monkeypatch.setattr(tq, "kv_batch_get", kv_batch_get)
+    monkeypatch.setattr(tq, "kv_batch_put", kv_batch_put)
+
+    class Meta(types.SimpleNamespace):
+        def __len__(self):
+            return 3
+
+    class FakeWG:
+        def compute_log_prob(self, batch):
+            store["entropy"] = nested([r.clone() for r in ent_rows])
+            store["log_probs"] = nested([torch.zeros(P + n) for n in lengths])
+            return Meta()
+
+    meta = Meta(keys=["a", "b", "c"], partition_id="train", extra_info={})
+    trainer = object.__new__(FlexentPPOTrainer)
+    trainer.config = v.compose(
+        [
+            "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum",
+            "actor_rollout_ref.rollout.calculate_log_probs=false",
+        ]
+    )
+    trainer.actor_rollout_wg, trainer.global_steps = FakeWG(), 1
+    trainer.flexent = StepController(get_strategy("target", total_steps=10))
+    metrics: dict = {}
+    trainer._compute_old_log_prob(meta, metrics)
+    assert metrics["actor/entropy"] == pytest.approx(6.0)  # verl's own, length-scaled
+    assert metrics["actor/entropy/mean"] == pytest.approx(2.25)
+    trainer.flexent.weights(1)
+    assert trainer.flexent.metrics()["actor/control/h_init"] == pytest.approx(2.25)
+
+
+def test_inert_clipping_is_detected(v):
+    from flexent.integrations.verl.trainer import clipping_is_inert
+
+    on_policy = v.compose(
+        ["data.train_batch_size=64", "actor_rollout_ref.actor.ppo_mini_batch_size=64"]
+    )
+    off_policy = v.compose(
+        ["data.train_batch_size=64", "actor_rollout_ref.actor.ppo_mini_batch_size=16"]
+    )
+    epochs = v.compose(
+        [
+            "data.train_batch_size=64",
+            "actor_rollout_ref.actor.ppo_mini_batch_size=64",
+            "actor_rollout_ref.actor.ppo_epochs=2",
+        ]
+    )
+    assert (
+        clipping_is_inert(on_policy)
+        and not clipping_is_inert(off_policy)
+        and not clipping_is_inert(epochs)
+    )
+    # verl splits the update batch by ppo_mini_batch_size whatever use_dynamic_bsz says
+    # (engine_workers.train_mini_batch); dynamic bsz only changes the micro-batches.
+    dynamic = v.compose(
+        [
+            "data.train_batch_size=64",
+            "actor_rollout_ref.actor.ppo_mini_batch_size=64",
+            "actor_rollout_ref.actor.use_dynamic_bsz=true",
+        ]
+    )
+    assert clipping_is_inert(dynamic)
