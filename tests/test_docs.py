@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from flexent.losses import compute_policy_loss, list_policy_losses
+from flexent.losses import compute_policy_loss, list_policy_losses, user_param_names
+from loss_support import supplied_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -36,12 +37,13 @@ def _loss_metric_keys() -> dict[str, set[str]]:
     new = old + torch.randn(3, 5, generator=g) * 0.3
     adv = torch.randn(3, 5, generator=g)
     mask = torch.ones(3, 5, dtype=torch.bool)
-    extra = {"ppo_clip": {"clip_c": 3.0}, "clip_cov": {"generator": torch.Generator()}}
     out = {}
     for name in list_policy_losses():
+        extra = {"clip_c": 3.0} if "clip_c" in user_param_names(name) else {}  # dual clip key
         _, metrics = compute_policy_loss(
-            name, new, old, adv, mask, eps_low=0.2, eps_high=0.28, **extra.get(name, {})
-        )
+            name, new, old, adv, mask, eps_low=0.2, eps_high=0.28, **extra,
+            **supplied_params(name),
+        )  # fmt: skip
         out[name] = set(metrics)
     return out
 
@@ -64,3 +66,46 @@ def test_metrics_doc_lists_every_loss_key_exactly():
     every = set.intersection(*per_loss.values()) - {"policy/loss"}
     assert _table_keys(section[:split]) == every
     assert _table_keys(section[split:]) == set.union(*per_loss.values()) - every
+
+
+def _section(title: str) -> str:
+    text = (DOCS / "metrics.md").read_text()
+    start = text.index(title)
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else len(text)]
+
+
+def test_metrics_doc_lists_every_control_key_exactly():
+    """docs/metrics.md's strategy section lists exactly the control/* keys the strategies emit."""
+    from flexent.strategies import get_strategy, list_strategies
+
+    emitted: set[str] = set()
+    for name in list_strategies():
+        strategy = get_strategy(name, total_steps=10)
+        for step, entropy in enumerate([1.0, 0.9, 0.1, 0.05, 2.0]):
+            strategy.weights(step, entropy=entropy)
+            emitted |= set(strategy.metrics())
+    assert _table_keys(_section("## Strategy control")) == emitted
+
+
+def test_metrics_doc_lists_every_region_key_exactly():
+    """The region table documents region/E1/<suffix> for exactly the suffixes region_stats
+    returns, and region_stats returns them for E1-E4 under both prefixes."""
+    from flexent.diagnostics import SCHEMES, region_stats
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 5, generator=g)
+    old = torch.log_softmax(logits, -1)[..., 0]
+    entropy = torch.distributions.Categorical(logits=logits).entropy()
+    keys = set(
+        region_stats(old + 0.1, old, torch.tensor([1.0, -1.0]), torch.ones(2, 4), entropy=entropy,
+                     eps_low=0.2, eps_high=0.2, schemes=tuple(SCHEMES), old_logits=logits)
+    )  # fmt: skip
+    suffixes = {k.split("/", 2)[2] for k in _table_keys_any(_section("## Entropy regions"))}
+    want = {f"{p}/E{i}/{s}" for p in SCHEMES.values() for i in range(1, 5) for s in suffixes}
+    assert keys == want
+
+
+def _table_keys_any(section: str) -> set[str]:
+    """Backticked first-column keys with any number of slashes."""
+    return set(re.findall(r"^\| `([a-z_]+(?:/[A-Za-z_0-9]+)+)` \|", section, flags=re.MULTILINE))

@@ -10,6 +10,7 @@ import torch
 
 from flexent.losses import get_policy_loss, list_policy_losses, ppo_clip
 from flexent.thresholds import DynamicThresholds
+from loss_support import supplied_params
 
 COMMON_KEYS = {
     "clip/frac_high",
@@ -20,7 +21,6 @@ COMMON_KEYS = {
     "policy/ratio_mean",
     "policy/approx_kl",
 }
-EXTRA = {"clip_cov": {"generator": torch.Generator().manual_seed(0)}}
 
 
 def three_token_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -171,7 +171,7 @@ def test_ppo_clip_equals_trl_dapo_per_token_loss_exactly(seed: int) -> None:
     torch.testing.assert_close(out.metrics["clip/frac"], (pg2 > pg1).float().mean())
 
 
-@pytest.mark.parametrize("name", ["ppo_clip", "ce_gppo", "clip_cov", "kl_cov", "gspo", "sapo"])
+@pytest.mark.parametrize("name", list_policy_losses())
 def test_masked_tokens_zero_loss_and_gradient_even_with_garbage(name: str) -> None:
     g = torch.Generator().manual_seed(3)
     old = -torch.rand(3, 6, generator=g) * 2
@@ -184,7 +184,7 @@ def test_masked_tokens_zero_loss_and_gradient_even_with_garbage(name: str) -> No
     adv[2, 1] = math.nan
     logprobs.requires_grad_(True)
     fn = get_policy_loss(name)
-    out = fn(logprobs, old, adv, mask, **EXTRA.get(name, {}))
+    out = fn(logprobs, old, adv, mask, **supplied_params(name))
     assert torch.isfinite(out.per_token_loss).all()
     assert (out.per_token_loss[~mask] == 0).all()
     out.per_token_loss.sum().backward()
@@ -194,12 +194,12 @@ def test_masked_tokens_zero_loss_and_gradient_even_with_garbage(name: str) -> No
     assert all(torch.isfinite(v) for v in out.metrics.values())
 
 
-@pytest.mark.parametrize("name", ["ppo_clip", "ce_gppo", "clip_cov", "kl_cov", "gspo", "sapo"])
+@pytest.mark.parametrize("name", list_policy_losses())
 def test_all_masked_batch_gives_zero_not_nan(name: str) -> None:
     logprobs = torch.full((2, 4), -1.0, requires_grad=True)
     mask = torch.zeros(2, 4, dtype=torch.bool)
     out = get_policy_loss(name)(
-        logprobs, torch.zeros(2, 4), torch.ones(2), mask, **EXTRA.get(name, {})
+        logprobs, torch.zeros(2, 4), torch.ones(2), mask, **supplied_params(name)
     )
     assert torch.equal(out.per_token_loss, torch.zeros(2, 4))
     out.per_token_loss.sum().backward()
@@ -208,13 +208,13 @@ def test_all_masked_batch_gives_zero_not_nan(name: str) -> None:
     assert all(float(v) == 0.0 for v in out.metrics.values())
 
 
-@pytest.mark.parametrize("name", ["ppo_clip", "ce_gppo", "clip_cov", "kl_cov", "gspo", "sapo"])
+@pytest.mark.parametrize("name", list_policy_losses())
 def test_extreme_log_ratios_stay_finite(name: str) -> None:
     # log r = +-1000 would overflow exp; the clamp to [-20, 20] keeps loss and gradient finite.
     old = torch.tensor([[-1000.0, 0.0, -0.5]])
     logprobs = torch.tensor([[0.0, -1000.0, -0.5]], requires_grad=True)
     for adv in (torch.tensor([1.0e3]), torch.tensor([-1.0e3])):
-        out = get_policy_loss(name)(logprobs, old, adv, torch.ones(1, 3), **EXTRA.get(name, {}))
+        out = get_policy_loss(name)(logprobs, old, adv, torch.ones(1, 3), **supplied_params(name))
         (grad,) = torch.autograd.grad(out.per_token_loss.sum(), logprobs)
         assert torch.isfinite(out.per_token_loss).all() and torch.isfinite(grad).all()
         assert all(torch.isfinite(v) for v in out.metrics.values())
@@ -226,7 +226,7 @@ def test_every_registered_loss_returns_common_metrics_as_0dim_tensors() -> None:
     logprobs = old + 0.2 * torch.randn(4, 8, generator=g)
     for name in list_policy_losses():
         out = get_policy_loss(name)(
-            logprobs, old, torch.randn(4, generator=g), torch.ones(4, 8), **EXTRA.get(name, {})
+            logprobs, old, torch.randn(4, generator=g), torch.ones(4, 8), **supplied_params(name)
         )
         assert set(out.metrics) >= COMMON_KEYS, name
         assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in out.metrics.values()), name

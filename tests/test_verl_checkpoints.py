@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 
 import pytest
@@ -112,4 +111,8 @@ def test_od_without_entropy_fails():
 
     with pytest.raises(RuntimeError, match="bypass_mode"):
         StepController(get_strategy("od", total_steps=10)).weights(1)
-    assert not math.isnan(StepController(get_strategy("did", total_steps=10)).weights(1)[0])
+    # an open-loop strategy needs no entropy: did at k = 0 (verl step 1) has lambda = 1, so
+    # w_up = 1 - lambda = 0; at k = 4 (step 5) phase I ends: w_up = 1 - (1 - 4/5) = 0.8
+    did = StepController(get_strategy("did", total_steps=10))
+    assert did.weights(1) == (0.0, 0.0)
+    assert did.weights(5) == pytest.approx((0.8, 0.0))

@@ -105,8 +105,9 @@ def _bound(eps: EpsLike, *, upper: bool, out: Tensor) -> EpsLike:
     """The clip bound ``1 + eps_high`` (upper) or ``1 - eps_low``; a tensor bound is written
     into the scratch buffer ``out`` (no fresh ``[B, T]`` buffer for the per-token eps) with NaN
     replaced by +inf (upper) or -inf: a NaN bound never clips (every comparison with it is
-    False), and neither does an infinite one, but ``clamp`` would carry a NaN into the loss.
-    Floats are finite already (``check_inputs``)."""
+    False), and neither does the bound of an eps of +inf, but ``clamp`` would carry a NaN into
+    the loss. Floats are finite and >= 0 already (``check_inputs``); negative eps tensors are
+    outside ``ppo_clip``'s contract."""
     if not isinstance(eps, Tensor):
         return 1.0 + eps if upper else 1.0 - eps
     eps = eps.expand(out.shape)  # eps may be [B, 1] or [T]: fill the whole buffer

@@ -44,8 +44,11 @@ def ppo_clip(
     the common clip and policy keys, plus ``clip/frac_dual`` when ``clip_c`` is set.
 
     This is :func:`ppo_clip_reference` (the readable autograd spec) computed in one graph-free
-    pass (``_fused``), bit for bit the same loss, gradient and metrics (tests/test_ppo_clip_spec.py);
-    the reference runs when the eps tensors' dtype differs from the compute dtype.
+    pass (``_fused``): bit for bit the same loss, gradient (up to the sign of zeros) and metrics
+    (tests/test_ppo_clip_spec.py) for finite log-probs on valid tokens and per-token eps that
+    are >= 0, NaN or +inf (NaN and +inf never clip); negative eps tensors are not checked (a
+    check would cost a pass and a host sync per call) and are outside that contract. The
+    reference runs when the eps tensors' dtype differs from the compute dtype.
 
     >>> import torch
     >>> lp = torch.log(torch.tensor([[1.5, 1.0, 0.5]]))   # old log-probs 0, so r = 1.5, 1.0, 0.5
