@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Sample K answers per problem; report mean@K, pass@k, maj@K.",
     ),
     "report": ("flexent.commands.report", "Figures and report.md from training run directories."),
+    "sweep": (
+        "flexent.commands.sweep",
+        "Many training runs from one spec (arms x seeds), then their report with intervals.",
+    ),
     "plot-strategies": (
         "flexent.commands.plot_strategies",
         "Plot each entropy-control strategy's weight curves (w_up, w_low) as PNGs.",

@@ -113,6 +113,7 @@ class EvaluationConfig:
     max_new_tokens: int | None = None  # default: trainer.max_completion_length
     batch_size: int = 32
     at_start: bool = True  # also evaluate the initial model
+    steps: list[int] = field(default_factory=list)  # also evaluate at these optimizer steps
 
 
 @dataclass

@@ -19,8 +19,9 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 ALPHABET = "0123456789+-*/()>= "
 CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
@@ -57,6 +58,7 @@ def write_task_files(root: Path, b: Bootstrap, *, n_train: int, n_test: int) -> 
     from flexent.tasks.countdown import CountdownTask
 
     task = CountdownTask(b.n_numbers, b.max_number, b.seed + 1, max_target=b.max_target)
+    root.mkdir(parents=True, exist_ok=True)
     paths = []
     for split, n in (("train", n_train), ("test", n_test)):
         rows = [
@@ -65,14 +67,67 @@ def write_task_files(root: Path, b: Bootstrap, *, n_train: int, n_test: int) -> 
             for p in task.generate(n, split=split)
         ]  # fmt: skip
         path = root / f"countdown_{split}.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp = path.with_suffix(".jsonl.partial")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        os.replace(tmp, path)
         paths.append(path)
     return paths[0], paths[1]
 
 
+@dataclass(frozen=True)
+class DemoSetup:
+    """What ``flexent demo`` (and a sweep with ``base: demo``) prepares before GRPO: the cached
+    warm-up model (:class:`Bootstrap`) and the train / held-out prompt files."""
+
+    bootstrap: Bootstrap = Bootstrap()
+    n_train: int = 900
+    n_test: int = 100
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DemoSetup:
+        """From a flat mapping of :class:`Bootstrap` fields plus ``n_train`` / ``n_test``;
+        unknown keys raise ValueError listing the valid ones."""
+        boot = {f.name for f in fields(Bootstrap)}
+        unknown = sorted(set(d) - boot - {"n_train", "n_test"})
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {unknown}; valid: {sorted(boot | {'n_train', 'n_test'})}"
+            )
+        sizes = {k: v for k, v in d.items() if k in ("n_train", "n_test")}
+        return cls(Bootstrap(**{k: v for k, v in d.items() if k in boot}), **sizes)
+
+    def data_dir(self, cache: Path) -> Path:
+        return cache / f"countdown-data-{self.bootstrap.key()}-{self.n_train}-{self.n_test}"
+
+    def overrides(self, cache: Path) -> dict[str, str]:
+        """The config keys the setup fills (paths as they will be after :meth:`prepare`)."""
+        data = self.data_dir(cache)
+        return {
+            "model.path": str(model_dir(cache, self.bootstrap)),
+            "data.source": str(data / "countdown_train.jsonl"),
+            "evaluation.source": str(data / "countdown_test.jsonl"),
+        }
+
+    def prepared(self, cache: Path) -> bool:
+        return all(Path(p).exists() for p in self.overrides(cache).values())
+
+    def prepare(self, cache: Path) -> dict[str, str]:
+        """Build (or reuse) the warm-up model and the prompt files; returns :meth:`overrides`."""
+        cache.mkdir(parents=True, exist_ok=True)
+        bootstrap_model(cache, self.bootstrap)
+        write_task_files(self.data_dir(cache), self.bootstrap, n_train=self.n_train,
+                         n_test=self.n_test)  # fmt: skip
+        return self.overrides(cache)
+
+
+def model_dir(cache: Path, b: Bootstrap) -> Path:
+    """Where the warm-up model of ``b`` is cached."""
+    return cache / f"countdown-char-qwen2-{b.key()}"
+
+
 def bootstrap_model(cache: Path, b: Bootstrap) -> Path:
     """SFT warm-up of a fresh tiny Qwen2 on countdown demonstrations; cached in ``cache``."""
-    out = cache / f"countdown-char-qwen2-{b.key()}"
+    out = model_dir(cache, b)
     if (out / "config.json").is_file():
         print(f"[demo] bootstrap model cached: {out}")
         return out
@@ -125,14 +180,10 @@ def run_demo(run_dir: str | Path, overrides: list[str]) -> int:
     if run_dir.exists() and any(run_dir.iterdir()):
         print(f"[demo] {run_dir} already exists; remove it or pass --run-dir NEW_DIR")
         return 2
-    b = Bootstrap()
     cache = run_dir.parent / ".flexent-cache"
-    cache.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    model_dir = bootstrap_model(cache, b)
-    train, test = write_task_files(cache, b, n_train=900, n_test=100)
-    base = [f"model.path={model_dir}", f"data.source={train}", f"evaluation.source={test}",
-            f"output.dir={run_dir}"]  # fmt: skip
+    setup = DemoSetup().prepare(cache)
+    base = [f"{k}={v}" for k, v in setup.items()] + [f"output.dir={run_dir}"]
     cfg = load_config(CONFIG, base + overrides)
     result = run_training(cfg, resume=False)
     from flexent.demo_report import write_summary

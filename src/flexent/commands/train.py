@@ -15,6 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the run in output.dir from its last checkpoint",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="T",
+        help="torch CPU threads (default: torch's choice)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,6 +32,13 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"flexent train: {err}")
         return 2
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"flexent train: --threads must be >= 1, got {args.threads}")
+            return 2
+        import torch
+
+        torch.set_num_threads(args.threads)
     from flexent.integrations.trl.run import run_training
 
     result = run_training(cfg, resume=args.resume)

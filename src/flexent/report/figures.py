@@ -96,7 +96,7 @@ FIGURES: tuple[FigureSpec, ...] = (
 )
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,7 +105,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def _grid(n: int) -> tuple[int, int]:
+def grid_shape(n: int) -> tuple[int, int]:
     return (1, n) if n <= 3 else (2, (n + 1) // 2)
 
 
@@ -138,8 +138,8 @@ def plot_figure(
                 notes.append(f"`{spec.name}.png`: `{p.key}` missing in {', '.join(lacking)}")
     if not panels:
         return None, notes
-    plt = _pyplot()
-    rows, cols = _grid(len(panels))
+    plt = pyplot()
+    rows, cols = grid_shape(len(panels))
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
     for ax, panel in zip(axes.flat, panels, strict=False):
         _draw_panel(ax, panel, runs, spec.log_when_spanning)
@@ -187,8 +187,8 @@ def plot_pass_at_k(
             ks = sorted(int(m.split("@")[1]) for m in metrics if m.startswith("pass@"))
             ys = [100 * metrics[f"pass@{k}"] for k in ks]
             panels.setdefault(bench, []).append((label, ks, ys))
-    plt = _pyplot()
-    rows, cols = _grid(len(panels))
+    plt = pyplot()
+    rows, cols = grid_shape(len(panels))
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
     for ax, (bench, lines) in zip(axes.flat, panels.items(), strict=False):
         for label, ks, ys in lines:

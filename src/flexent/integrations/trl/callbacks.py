@@ -1,9 +1,11 @@
-"""Trainer callbacks of ``flexent train``: ``metrics.jsonl`` and the progress bar."""
+"""Trainer callbacks of ``flexent train``: ``metrics.jsonl``, the progress bar and the
+held-out evaluations during training."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +111,16 @@ class ProgressBarCallback(TrainerCallback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class MidTrainingEval(TrainerCallback):
+    """Calls ``evaluate(f"step-{N}", model, tokenizer)`` when the optimizer step reaches one of
+    ``steps`` (``evaluation.steps``: e.g. pass@k at mid-training, METHOD §6: step 120 of 400)."""
+
+    def __init__(self, evaluate: Callable[..., None], steps: list[int], trainer: Any) -> None:
+        self.evaluate, self.steps, self.trainer = evaluate, set(steps), trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.steps and state.is_world_process_zero:
+            t = self.trainer
+            self.evaluate(f"step-{state.global_step}", t.model, t.processing_class)

@@ -139,8 +139,42 @@ def _peft_config(cfg: FlexentConfig) -> Any:
 
 
 def run_training(cfg: FlexentConfig, *, resume: bool = False) -> RunResult:
-    """Train per ``cfg``; ``resume=True`` continues from the run directory's last checkpoint."""
+    """Train per ``cfg``; ``resume=True`` continues from the run directory's last checkpoint.
+
+    A resumed run whose last checkpoint is already at ``trainer.max_steps`` (killed during its
+    final save or evaluation) trains no further: it loads that checkpoint and completes what is
+    missing (``final/``, the final evaluation).
+    """
     run_dir = Path(cfg.output.dir)
+    ckpt = _checkpoint_to_resume(run_dir, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = build_trainer(cfg, run_dir)
+    # Under `accelerate launch` every process runs this: one writes files and evaluates.
+    main = trainer.accelerator.is_main_process
+    if main:
+        save_config(cfg, run_dir / "config.yaml")
+    evals = EvalLog(cfg, run_dir / "eval.json", keep=resume)
+    if main and cfg.evaluation.enabled and cfg.evaluation.at_start:
+        evals.run("start", trainer.model, trainer.processing_class)
+    if main and cfg.evaluation.enabled and cfg.evaluation.steps:
+        from flexent.integrations.trl.callbacks import MidTrainingEval
+
+        trainer.add_callback(MidTrainingEval(evals.run, cfg.evaluation.steps, trainer))
+    trainer.accelerator.wait_for_everyone()
+    if ckpt is not None and checkpoint_step(ckpt) >= int(trainer.args.max_steps):
+        trainer._load_from_checkpoint(str(ckpt))  # finished: weights only, no further step
+        trainer.state.global_step = checkpoint_step(ckpt)
+    else:
+        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    if cfg.output.save_final_model:
+        trainer.save_model(str(run_dir / "final"))
+    if main and cfg.evaluation.enabled:
+        evals.run("final", trainer.model, trainer.processing_class, again=True)
+    trainer.accelerator.wait_for_everyone()
+    return RunResult(run_dir, int(trainer.state.global_step), evals.results)
+
+
+def _checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
     ckpt = last_checkpoint(run_dir) if run_dir.exists() else None
     if resume and ckpt is None:
         raise FileNotFoundError(f"--resume: no checkpoint-* directory in {run_dir}")
@@ -149,29 +183,30 @@ def run_training(cfg: FlexentConfig, *, resume: bool = False) -> RunResult:
             f"{run_dir} already holds {ckpt.name}; pass --resume to continue it, or set "
             "output.dir to a new directory"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = build_trainer(cfg, run_dir)
-    # Under `accelerate launch` every process runs this: one writes files and evaluates.
-    main = trainer.accelerator.is_main_process
-    if main:
-        save_config(cfg, run_dir / "config.yaml")
-    eval_path = run_dir / "eval.json"
-    # an eval.json of an earlier attempt counts only when this run continues it
-    results: dict[str, Any] = (
-        json.loads(eval_path.read_text()) if resume and eval_path.exists() else {}
-    )
-    if main and cfg.evaluation.enabled and cfg.evaluation.at_start and "start" not in results:
-        results["start"] = evaluate(cfg, trainer.model, trainer.processing_class)
-        eval_path.write_text(json.dumps(results, indent=1))
-    trainer.accelerator.wait_for_everyone()
-    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
-    if cfg.output.save_final_model:
-        trainer.save_model(str(run_dir / "final"))
-    if main and cfg.evaluation.enabled:
-        results["final"] = evaluate(cfg, trainer.model, trainer.processing_class)
-        eval_path.write_text(json.dumps(results, indent=1))
-    trainer.accelerator.wait_for_everyone()
-    return RunResult(run_dir, int(trainer.state.global_step), results)
+    return ckpt
+
+
+def checkpoint_step(ckpt: Path) -> int:
+    """``checkpoint-60`` -> 60."""
+    return int(ckpt.name.split("-")[1])
+
+
+class EvalLog:
+    """``eval.json``: held-out results by stage (``start``, ``step-N``, ``final``), rewritten
+    after each evaluation; with ``keep`` an earlier attempt's stages are kept (a resumed run)."""
+
+    def __init__(self, cfg: FlexentConfig, path: Path, *, keep: bool) -> None:
+        self.cfg, self.path = cfg, path
+        self.results: dict[str, Any] = (
+            json.loads(path.read_text()) if keep and path.exists() else {}
+        )
+
+    def run(self, stage: str, model: Any, tokenizer: Any, *, again: bool = False) -> None:
+        """Evaluate ``model`` as ``stage`` unless that stage is recorded (or ``again``)."""
+        if stage in self.results and not again:
+            return
+        self.results[stage] = evaluate(self.cfg, model, tokenizer)
+        self.path.write_text(json.dumps(self.results, indent=1))
 
 
 def evaluate(cfg: FlexentConfig, model: Any, tokenizer: Any) -> dict[str, Any]:

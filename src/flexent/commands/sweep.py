@@ -1,0 +1,158 @@
+"""``flexent sweep SPEC.yaml``: many ``flexent train`` runs from one spec, then the report over
+seeds (docs/sweeps.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flexent.demo import DemoSetup
+    from flexent.sweep import RunSpec, SweepSpec
+    from flexent.sweep.runner import Outcome
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="sweep spec (YAML; docs/sweeps.md lists every key)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="runs at once (default 1)")  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="T",
+        help="torch CPU threads of each run (default: torch's choice; with --jobs N on C "
+        "cores, C / N)",
+    )  # fmt: skip
+    parser.add_argument("--out", metavar="DIR", help="sweep directory (default: the spec's out)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--dry-run", action="store_true",
+        help="print one `flexent train` command line per run that is not finished, run nothing "
+        "(for a SLURM array or a Ray job)",
+    )  # fmt: skip
+    mode.add_argument(
+        "--prepare", action="store_true",
+        help="base: demo only: build the warm-up model and prompt files, run nothing",
+    )  # fmt: skip
+    mode.add_argument("--report-only", action="store_true",
+                      help="write the report from the finished runs, run nothing")  # fmt: skip
+
+
+def _fail(message: str) -> int:
+    print(f"flexent sweep: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from flexent.sweep import SpecError, load_spec, validate_runs
+
+    if args.jobs < 1:
+        return _fail(f"--jobs must be >= 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        return _fail(f"--threads must be >= 1, got {args.threads}")
+    try:
+        spec = load_spec(args.spec, out=args.out)
+        setup = _demo_setup(spec)
+        runs = spec.runs(setup.overrides(_cache(spec)) if setup else None)
+        validate_runs(spec, runs)
+    except SpecError as err:
+        return _fail(str(err))
+    if args.report_only:
+        return _report(spec)
+    if args.dry_run:
+        return _dry_run(spec, runs, setup, args.threads)
+    if setup is not None:
+        setup.prepare(_cache(spec))
+        if args.prepare:
+            print(
+                f"prepared: {', '.join(f'{k}={v}' for k, v in setup.overrides(_cache(spec)).items())}"
+            )
+            return 0
+    elif args.prepare:
+        return _fail("--prepare is for base: demo (a flexent train config needs no preparation)")
+    Path(spec.out).mkdir(parents=True, exist_ok=True)
+    failed = _execute(spec, runs, args.jobs, args.threads)
+    code = _report(spec)
+    return 1 if failed else code
+
+
+def _cache(spec: SweepSpec) -> Path:
+    """The demo setup's cache: beside the sweep directory's parent, like ``flexent demo``'s."""
+    return spec.out.parent / ".flexent-cache"
+
+
+def _demo_setup(spec: SweepSpec) -> DemoSetup | None:
+    from flexent.demo import DemoSetup
+    from flexent.sweep import SpecError
+
+    if not spec.is_demo:
+        return None
+    try:
+        return DemoSetup.from_dict(spec.bootstrap)
+    except (ValueError, TypeError) as err:
+        raise SpecError(f"{spec.path}: bootstrap: {err}") from None
+
+
+def _dry_run(
+    spec: SweepSpec, runs: list[RunSpec], setup: DemoSetup | None, threads: int | None
+) -> int:
+    from flexent.sweep.runner import run_state, shell_line, train_command
+
+    if setup is not None and not setup.prepared(_cache(spec)):
+        print(f"# first build the warm-up model and prompts: flexent sweep {spec.path} --prepare")
+    for run in runs:
+        state = run_state(run)
+        if state == "done":
+            continue
+        cmd = train_command(spec.base_config(), run, resume=state == "resume", threads=threads,
+                            console=True)  # fmt: skip
+        print(shell_line(cmd))
+    return 0
+
+
+def _execute(spec: SweepSpec, runs: list[RunSpec], jobs: int, threads: int | None) -> int:
+    from tqdm.auto import tqdm
+
+    from flexent.sweep.runner import execute
+
+    failed = 0
+    with tqdm(total=len(runs), desc=f"sweep {spec.name}", unit="run", file=sys.stderr) as bar:
+
+        def on_done(outcome: Outcome) -> None:
+            nonlocal failed
+            bar.update(1)
+            if outcome.status == "failed":
+                failed += 1
+            bar.write(_line(outcome))
+
+        execute(spec.base_config(), runs, spec.out, jobs=jobs, threads=threads, on_done=on_done)
+    return failed
+
+
+def _line(outcome: Outcome) -> str:
+    """One line per finished run: name, wall time, final entropy, reward, held-out accuracy."""
+    from flexent.report import load_run
+    from flexent.sweep.report import run_values
+
+    name = outcome.run.name
+    if outcome.status == "failed":
+        return f"FAILED {name} after {outcome.wall_s:.0f} s ({outcome.message})"
+    if outcome.status == "skipped":
+        return f"skip   {name} ({outcome.message})"
+    values = run_values(load_run(outcome.run.run_dir))
+    acc = values.get("final accuracy", float("nan"))
+    return (
+        f"done   {name} in {outcome.wall_s:.0f} s: entropy {values['entropy@100%']:.3f}, "
+        f"reward {values['reward final']:.3f}, held-out accuracy {acc:.3f}"
+    )
+
+
+def _report(spec: SweepSpec) -> int:
+    from flexent.sweep.report import write_sweep_report
+
+    try:
+        path = write_sweep_report(spec)
+    except ValueError as err:
+        return _fail(str(err))
+    print(f"report: {path}")
+    return 0

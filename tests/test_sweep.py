@@ -1,0 +1,291 @@
+"""``flexent sweep``: spec parsing and expansion, validation before any run, the seed statistics,
+and an end-to-end sweep of tiny runs (resume, failure isolation, dry run, report)."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flexent.sweep import SpecError, load_spec, validate_runs
+from flexent.sweep.report import window_mean
+from flexent.sweep.stats import diff_interval, mean_interval, ratio_interval
+
+BASE = """
+model: {path: some/model}
+data: {source: data.jsonl, split: null}
+reward: {name: countdown}
+trainer: {max_steps: 4, steps_per_generation: 2}
+"""
+
+
+def write(tmp_path: Path, spec: str, base: str = BASE) -> Path:
+    (tmp_path / "base.yaml").write_text(textwrap.dedent(base))
+    path = tmp_path / "spec.yaml"
+    path.write_text(textwrap.dedent(spec))
+    return path
+
+
+# --- spec -----------------------------------------------------------------------------------
+
+
+def test_groups_cross_the_grid_and_seeds(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        base: base.yaml
+        out: out
+        overrides: {trainer.max_steps: 3}
+        groups:
+          static: {entropy_control.strategy: static}
+          clip-higher: {entropy_control.thresholds.eps_std: [0.2, 0.28]}
+        grid:
+          trainer.num_iterations: [1, 2]
+          entropy_control.thresholds.upper: [[-0.25, 0.5], 0.28]
+        seeds: [0, 3]
+        baseline: static
+        """,
+    )
+    spec = load_spec(path)
+    arms = spec.arms()
+    assert [a.name for a in arms][:2] == [
+        "static__num_iterations=1__upper=-0.25_0.5",
+        "static__num_iterations=1__upper=0.28",
+    ]
+    assert len(arms) == 2 * 2 * 2
+    runs = spec.runs()
+    assert len(runs) == 8 * 2
+    run = next(r for r in runs if r.arm == "clip-higher__num_iterations=2__upper=0.28")
+    assert run.seed == 0 and run.run_dir == Path("out") / run.arm / "seed0"
+    assert run.overrides == (
+        "trainer.max_steps=3",
+        "entropy_control.thresholds.eps_std=[0.2, 0.28]",  # a list is a value in a group
+        "trainer.num_iterations=2",
+        "entropy_control.thresholds.upper=0.28",
+        "trainer.seed=0",
+        "output.dir=out/clip-higher__num_iterations=2__upper=0.28/seed0",
+    )
+    # compared within the same grid cell
+    assert spec.baseline_of(next(a for a in arms if a.name == run.arm)) == (
+        "static__num_iterations=2__upper=0.28"
+    )
+    validate_runs(spec, runs)  # every run's config builds
+
+
+def test_grid_alone_names_arms_by_values(tmp_path):
+    path = write(tmp_path, "base: base.yaml\ngrid: {entropy_control.strategy: [static, id]}\n")
+    spec = load_spec(path)
+    assert [a.name for a in spec.arms()] == ["strategy=static", "strategy=id"]
+    assert spec.out == Path("runs/sweeps/spec") and spec.seeds == [0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base: base.yaml\ngrids: {}\n", r"unknown key\(s\) \['grids'\]"),
+        ("grid: {trainer.seed: [1]}\n", "base is required"),
+        ("base: nope.yaml\n", "base config not found"),
+        (
+            "base: base.yaml\ngrid: {entropy_control.strategy: []}\n",
+            "grid.entropy_control.strategy is empty",
+        ),
+        (
+            "base: base.yaml\ngrid: {entropy_control.strategy: id}\n",
+            "must be a list of alternatives",
+        ),
+        ("base: base.yaml\noverrides: {max_steps: 3}\n", "'max_steps' is not a dotted config key"),
+        ("base: base.yaml\noverrides: {output.dir: x}\n", "set by the sweep"),
+        ("base: base.yaml\nseeds: [0, 0]\n", "seeds repeat"),
+        ("base: base.yaml\nseeds: []\n", "non-empty list"),
+        ("base: base.yaml\ngroups: {a: {}}\nbaseline: b\n", "baseline 'b' is not a group"),
+        ("base: base.yaml\nbootstrap: {n_numbers: 3}\n", "bootstrap is only for base: demo"),
+        ("base: demo\nbootstrap: {n_number: 3}\n", r"unknown key\(s\) \['n_number'\]"),
+        ("base: demo\noverrides: {model.path: x}\n", "set by base: demo"),
+        ("name: a b\nbase: base.yaml\n", "simple file name"),
+        ("base: [base.yaml\n", "invalid YAML"),
+    ],
+)
+def test_bad_specs_name_the_key(tmp_path, text, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        ("{entropy_control.strategy: idd}", r"arm 'bad'.*entropy_control\.strategy.*'idd'"),
+        ("{trainer.lerning_rate: 0.1}", r"arm 'bad'.*trainer\.lerning_rate"),
+        ("{entropy_control.stratgy: id}", r"arm 'bad'.*entropy_control\.stratgy"),
+    ],
+)
+def test_bad_values_fail_before_any_run(tmp_path, group, message):
+    spec = load_spec(write(tmp_path, f"base: base.yaml\ngroups: {{ok: {{}}, bad: {group}}}\n"))
+    with pytest.raises(SpecError, match=message):
+        validate_runs(spec, spec.runs())
+
+
+def test_cli_reports_a_bad_spec_in_one_line(tmp_path, capsys):
+    from flexent.cli import main
+
+    path = write(tmp_path, "base: base.yaml\ngrid: {entropy_control.strategy: [static, idd]}\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "entropy_control.strategy" in err[0] and "'idd'" in err[0]
+    assert not (tmp_path / "o").exists()  # nothing started, nothing written
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+def test_mean_interval_by_hand():
+    # mean 0.3, sample sd = 0.1, t(0.975, 2) = 4.303: half-width 4.303 * 0.1 / sqrt(3) = 0.2484
+    iv = mean_interval([0.2, 0.3, 0.4])
+    assert iv.value == pytest.approx(0.3) and iv.n == 3
+    assert (iv.lo, iv.hi) == pytest.approx((0.3 - 0.24844, 0.3 + 0.24844), abs=1e-4)
+    assert math.isnan(mean_interval([0.5]).lo) and mean_interval([]).n == 0
+
+
+def test_welch_difference_by_hand():
+    # a: mean 2, var 1 (n 4); b: mean 0, var 4 (n 4): se^2 = 1/4 + 4/4 = 1.25,
+    # df = 1.25^2 / ((1/4)^2/3 + 1^2/3) = 4.41 -> 4, t = 2.776, half = 2.776 * sqrt(1.25) = 3.104
+    a = [2 - math.sqrt(0.75), 2 + math.sqrt(0.75), 2 - math.sqrt(0.75), 2 + math.sqrt(0.75)]
+    b = [-math.sqrt(3), math.sqrt(3), -math.sqrt(3), math.sqrt(3)]
+    iv = diff_interval(a, b)
+    assert iv.value == pytest.approx(2.0)
+    assert (iv.lo, iv.hi) == pytest.approx((2 - 3.1037, 2 + 3.1037), abs=1e-3)
+
+
+def test_ratio_bootstrap_brackets_the_ratio_and_excludes_one_when_far():
+    iv = ratio_interval([0.6, 0.62, 0.58], [0.3, 0.31, 0.29])
+    assert iv.value == pytest.approx(2.0)
+    # the extreme resamples: (0.58 / 0.31, 0.62 / 0.29) bound every bootstrap ratio
+    assert 0.58 / 0.31 <= iv.lo <= 2.0 <= iv.hi <= 0.62 / 0.29
+    assert iv.excludes(1.0)
+    assert not ratio_interval([0.3, 0.6], [0.5, 0.4]).excludes(1.0)
+
+
+def test_window_mean_ends_at_the_fraction():
+    values = [float(i) for i in range(100)]  # window of 5 values ending at index 50 (excl.)
+    assert window_mean(values, 0.5) == pytest.approx(sum(range(45, 50)) / 5)
+    assert window_mean(values, 1.0) == pytest.approx(sum(range(95, 100)) / 5)
+
+
+# --- end to end on tiny runs ---------------------------------------------------------------
+
+REWARDS = """
+def length_parity(completions, **kwargs):
+    return [float(len(c) % 2 == 0) for c in completions]
+
+
+def broken(completions, **kwargs):
+    raise RuntimeError("reward exploded")
+"""
+
+
+@pytest.fixture
+def tiny_sweep(tmp_path, monkeypatch):
+    """A base config on a tiny offline Qwen2 and a 2 arms x 2 seeds spec (2 steps per run)."""
+    pytest.importorskip("trl")
+    from flexent.models import build_char_tokenizer, build_tiny_qwen2
+
+    tokenizer = build_char_tokenizer("0123456789+-*/=() ")
+    model = build_tiny_qwen2(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    (tmp_path / "sweep_rewards.py").write_text(REWARDS)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the runs are subprocesses
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rows = [{"prompt": f"{i} {i + 1}=", "answer": str(2 * i + 1)} for i in range(8)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = f"""
+        model: {{path: {tmp_path / "model"}}}
+        data: {{source: {tmp_path / "data.jsonl"}, split: null}}
+        reward: {{name: sweep_rewards.length_parity}}
+        trainer: {{max_steps: 2, per_device_train_batch_size: 4, num_generations: 4,
+                   steps_per_generation: 2, max_completion_length: 4, save_steps: 1,
+                   use_cpu: true, learning_rate: 0.01}}
+        evaluation: {{enabled: true, source: {tmp_path / "data.jsonl"}, split: null,
+                      max_samples: 4, num_samples: 2, temperature: 1.0, at_start: false}}
+        output: {{tensorboard: false}}
+        """
+    spec = f"""
+        base: base.yaml
+        out: {tmp_path / "sweep"}
+        groups:
+          static: {{entropy_control.strategy: static}}
+          id: {{entropy_control.strategy: id}}
+        seeds: [0, 1]
+        baseline: static
+        """
+    return write(tmp_path, spec, base), tmp_path / "sweep"
+
+
+def test_sweep_runs_resumes_and_reports(tiny_sweep, capsys):
+    from flexent.cli import main
+
+    spec, out = tiny_sweep
+    assert main(["sweep", str(spec), "--jobs", "2", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out  # one line per run on stdout, the bar on stderr
+    assert lines.count("done   ") == 4 and "id/seed1" in lines
+    for arm in ("static", "id"):
+        for seed in (0, 1):
+            run = out / arm / f"seed{seed}"
+            assert json.loads((run / "sweep_run.json").read_text())["status"] == "done"
+            cfg = (run / "config.yaml").read_text()
+            assert f"strategy: {arm}" in cfg and f"seed: {seed}" in cfg
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert set(summary) == {"static", "id"} and summary["id"]["seeds"] == 2
+    assert len(summary["id"]["values"]["final pass@2"]) == 2
+    report = (out / "report" / "report.md").read_text()
+    assert "## Against `static`" in report and "![entropy](entropy.png)" in report
+    assert (out / "report" / "entropy.png").is_file()
+
+    # id/seed1 killed during its final evaluation: checkpoint-2 (= max_steps) but not done;
+    # static/seed0 killed before its first checkpoint: a directory with no checkpoint.
+    killed = out / "id" / "seed1"
+    (killed / "sweep_run.json").unlink()
+    before = (killed / "metrics.jsonl").read_text()
+    early = out / "static" / "seed0"
+    for child in early.iterdir():
+        if child.name != "config.yaml":
+            _rm(child)
+    assert main(["sweep", str(spec), "--dry-run"]) == 0
+    dry = capsys.readouterr().out.strip().splitlines()
+    assert len(dry) == 2 and all(line.startswith("flexent train ") for line in dry)
+    assert sum(line.endswith("--resume") for line in dry) == 1
+
+    assert main(["sweep", str(spec)]) == 0
+    err = capsys.readouterr().out
+    assert err.count("skip   ") == 2 and err.count("done   ") == 2
+    assert "--resume" in (out / "logs" / "id__seed1.log").read_text()
+    assert (killed / "metrics.jsonl").read_text() == before  # no step past max_steps
+    assert not (killed / "checkpoint-3").exists()
+    assert json.loads((early / "sweep_run.json").read_text())["status"] == "done"
+
+
+def test_a_failed_run_is_reported_and_the_others_finish(tiny_sweep, capsys):
+    from flexent.cli import main
+
+    spec, out = tiny_sweep
+    text = (
+        spec.read_text()
+        .replace(
+            "id: {entropy_control.strategy: id}", "broken: {reward.name: sweep_rewards.broken}"
+        )
+        .replace("seeds: [0, 1]", "seeds: [0]")
+    )
+    spec.write_text(text)
+    assert main(["sweep", str(spec)]) == 1
+    err = capsys.readouterr().out
+    assert "FAILED broken/seed0" in err and "reward exploded" in err
+    assert "done   static/seed0" in err
+    assert (out / "report" / "report.md").is_file()
+
+
+def _rm(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
