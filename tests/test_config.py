@@ -66,3 +66,28 @@ def test_missing_required_and_missing_file(tmp_path):
         load_config(None, ["model.path=/m", "data.source=x"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_config_sections_have_the_core_keys_and_defaults():
+    """entropy_control and its thresholds are the schema of EntropyControl / DynamicThresholds:
+    the same keys, and defaults equal to the core's (pairs as lists)."""
+    import dataclasses
+
+    from flexent.config import EntropyControlConfig, ThresholdsConfig
+    from flexent.control import EntropyControl
+    from flexent.thresholds import DynamicThresholds
+
+    for section, core in ((EntropyControlConfig, EntropyControl),
+                          (ThresholdsConfig, DynamicThresholds)):  # fmt: skip
+        assert [f.name for f in dataclasses.fields(section)] == [
+            f.name for f in dataclasses.fields(core)
+        ]
+    assert dataclasses.asdict(ThresholdsConfig()) == DynamicThresholds().to_dict()
+    ec, core = EntropyControlConfig(), EntropyControl()
+    assert ec.region_schemes == list(core.region_schemes)
+    assert (ec.strategy, ec.loss, ec.on_inert, ec.entropy_coef) == (
+        core.strategy,
+        core.loss,
+        core.on_inert,
+        core.entropy_coef,
+    )

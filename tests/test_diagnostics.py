@@ -125,6 +125,12 @@ def test_region_stats_by_hand():
     e1 = -(0.5 * (math.log(0.5) + 1.0) + 0.25 * (math.log(0.25) + 2.0)) / 7
     assert float(s["region/E1/pred_dH"]) == pytest.approx(e1)
     assert float(s["region/E2/pred_dH"]) == 0.0  # its only token is clipped
+    # pred_dH_clipped: the same term over the clipped tokens (what the clip removed).
+    # E1's clipped token (p, H) = (0.9, 0.5): -1 * 0.9 (ln 0.9 + 0.5) / 7;
+    # E2's (0.1, 0.5), surprising: -1 * 0.1 (ln 0.1 + 0.5) / 7 > 0 (an entropy rise removed)
+    assert float(s["region/E1/pred_dH_clipped"]) == pytest.approx(-0.9 * (math.log(0.9) + 0.5) / 7)
+    assert float(s["region/E2/pred_dH_clipped"]) == pytest.approx(-0.1 * (math.log(0.1) + 0.5) / 7)
+    assert float(s["region/E2/pred_dH_clipped"]) > 0
 
 
 def _entropy(z):

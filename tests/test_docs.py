@@ -80,8 +80,9 @@ def test_metrics_doc_lists_every_control_key_exactly():
     from flexent.strategies import get_strategy, list_strategies
 
     emitted: set[str] = set()
-    for name in list_strategies():
-        strategy = get_strategy(name, total_steps=10)
+    strategies = [get_strategy(name, total_steps=10) for name in list_strategies()]
+    strategies.append(get_strategy("target", total_steps=10, actuator="cascade", bonus_max=0.01))
+    for strategy in strategies:
         for step, entropy in enumerate([1.0, 0.9, 0.1, 0.05, 2.0]):
             strategy.weights(step, entropy=entropy)
             emitted |= set(strategy.metrics())

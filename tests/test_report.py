@@ -13,7 +13,9 @@ from flexent.report import MetricsFormatError, make_report, read_metrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-REGION_KEYS = [f"region/E{i}/{s}" for i in range(1, 5) for s in ("share", "pred_dH")]
+REGION_KEYS = [
+    f"region/E{i}/{s}" for i in range(1, 5) for s in ("share", "pred_dH", "pred_dH_clipped")
+]
 ALL_KEYS = [
     "reward/mean",
     "entropy/mean",
@@ -93,6 +95,7 @@ def test_full_report_two_runs(tmp_path):
         "clip_fraction",
         "region_share",
         "region_pred_dH",
+        "region_pred_dH_clipped",
         "control",
         "pass_at_k",
     ]

@@ -75,6 +75,30 @@ def test_groups_cross_the_grid_and_seeds(tmp_path):
     validate_runs(spec, runs)  # every run's config builds
 
 
+def test_a_grid_axis_sets_several_keys_together(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        base: base.yaml
+        grid:
+          regime:
+            - {trainer.num_iterations: 1, trainer.max_steps: 8}
+            - {trainer.num_iterations: 2, trainer.max_steps: 16}
+          entropy_control.strategy: [static, id]
+        """,
+    )
+    spec = load_spec(path)
+    assert [a.name for a in spec.arms()] == [
+        "regime=1_8__strategy=static", "regime=1_8__strategy=id",
+        "regime=2_16__strategy=static", "regime=2_16__strategy=id",
+    ]  # fmt: skip
+    assert spec.arms()[3].overrides == {
+        "trainer.num_iterations": 2, "trainer.max_steps": 16, "entropy_control.strategy": "id"
+    }  # fmt: skip
+    with pytest.raises(SpecError, match=r"grid.regime\[0\] must be a mapping"):
+        load_spec(write(tmp_path, "base: base.yaml\ngrid: {regime: [1, 2]}\n"))
+
+
 def test_grid_alone_names_arms_by_values(tmp_path):
     path = write(tmp_path, "base: base.yaml\ngrid: {entropy_control.strategy: [static, id]}\n")
     spec = load_spec(path)

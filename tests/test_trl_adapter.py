@@ -227,3 +227,23 @@ def test_entropy_bonus_subtracts_the_token_mean_entropy(tmp_path, tiny):
     assert losses[0.5] == pytest.approx(losses[0.0] - 0.5 * mean_h, rel=1e-5, abs=1e-6)
     with pytest.raises(ValueError, match="entropy_coef"):
         EntropyControl(entropy_coef=float("nan"))
+
+
+def test_rollout_second_term_matches_the_softmax_by_hand(tmp_path, tiny):
+    """log_pred_dh_full: pi_old's sum_x p^2 (ln p + H) per completion token, from one extra
+    forward, at the sampling temperature (TRL's log-probs divide the logits by it)."""
+    tokenizer, model = tiny
+    trainer = _make(tmp_path, FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,
+                    temperature=0.7,
+                    entropy_control=EntropyControl(log_pred_dh_full=True))  # fmt: skip
+    inputs = _batch(tokenizer, model)
+    got = trainer._rollout_second_term(inputs)
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+    with torch.no_grad():
+        logits = model(ids).logits[:, 2:-1].double() / 0.7  # predicts completion tokens 0..4
+    p = torch.softmax(logits, -1)
+    h = -(p * p.log()).sum(-1, keepdim=True)
+    want = (p * p * (p.log() + h)).sum(-1)
+    assert got.shape == (4, 5)
+    valid = inputs["completion_mask"].bool()  # padding is masked out of the trainer's forward
+    torch.testing.assert_close(got.double()[valid], want[valid], rtol=1e-4, atol=1e-6)

@@ -97,6 +97,7 @@ class EntropyControlConfig:
     region_schemes: list[str] = _default(EntropyControl, "region_schemes")
     on_inert: str = _default(EntropyControl, "on_inert")
     entropy_coef: float = _default(EntropyControl, "entropy_coef")
+    log_pred_dh_full: bool = _default(EntropyControl, "log_pred_dh_full")
 
 
 @dataclass

@@ -55,6 +55,9 @@ class EntropyControl:
             optimizer step per generation batch: the ratio is 1 and no threshold acts).
         entropy_coef: entropy bonus coefficient c_H (``flexent.losses.entropy_bonus``): the
             per-token loss becomes ``loss - c_H * H``; 0 = off.
+        log_pred_dh_full: also log ``region*/E*/pred_dH_full`` (the exact first-order entropy
+            change, docs/metrics.md), at the cost of one extra no-grad forward with the full
+            logits per generation batch (TRL only; verl's loss never sees logits).
     """
 
     strategy: Any = "static"
@@ -65,6 +68,7 @@ class EntropyControl:
     region_schemes: tuple[str, ...] = tuple(SCHEMES)
     on_inert: str = DEFAULT_ON_INERT
     entropy_coef: float = 0.0
+    log_pred_dh_full: bool = False
 
     def __post_init__(self) -> None:
         self.thresholds = _thresholds(self.thresholds)
@@ -82,6 +86,10 @@ class EntropyControl:
         if isinstance(coef, bool) or not (isinstance(coef, (int, float)) and math.isfinite(coef)):
             raise ValueError(f"entropy_coef: must be a finite float, got {coef!r}")
         self.region_schemes = _schemes(self.region_schemes)
+        if not isinstance(self.log_pred_dh_full, bool):
+            raise ValueError(
+                f"log_pred_dh_full: must be true or false, got {self.log_pred_dh_full!r}"
+            )
         if isinstance(self.strategy, str):
             self.strategy_params = _strategy_params(self.strategy, self.strategy_params)
         if loss_traits(self.loss).sequence_level and self.strategy_name != "static":

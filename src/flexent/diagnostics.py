@@ -213,6 +213,7 @@ def region_stats(
     eps_high: Tensor | float,
     schemes: str | Sequence[str] = ("theory",),
     old_logits: Tensor | None = None,
+    second_term: Tensor | None = None,
     high: float = 0.7,
     low: float = 0.3,
     chunk_size: int = 1024,
@@ -223,14 +224,17 @@ def region_stats(
     ``advantages`` ``[B, T]`` or ``[B]``; ``entropy``: pi_old's entropy per token;
     ``eps_low``/``eps_high``: the clip band (tensors ``[B, T]`` or floats); ``schemes``: one or
     several of :data:`SCHEMES` (``"theory"``: keys ``region/E1/...``, ``"empirical"``:
-    ``region_emp/E1/...``); ``old_logits [B, T, V]``: pi_old's logits, adds ``.../pred_dH_full``.
+    ``region_emp/E1/...``); ``old_logits [B, T, V]`` (pi_old's logits) or ``second_term``
+    ``[B, T]`` (their :func:`entropy_second_term`, computed where the logits were) adds
+    ``.../pred_dH_full`` and ``.../pred_dH_full_clipped``.
 
     Per region R: ``share`` = |R| / valid tokens; ``clip_frac`` = fraction of R whose gradient
     the clip removes (:func:`flexent.losses.out_of_band`: A > 0 and r > 1 + eps_high, or A < 0
     and r < 1 - eps_low); ``ratio_mean`` = mean r over R; ``pred_dH`` = sum over R's unclipped
     tokens of the token term of :func:`predicted_entropy_change`, divided by the number of valid
-    tokens (so the four regions add up to the whole batch's prediction under token-mean). Empty
-    regions give 0. Inputs go through :func:`flexent.losses.prepare`, as in every loss: masked
+    tokens (so the four regions add up to the whole batch's prediction under token-mean);
+    ``pred_dH_clipped`` = the same sum over R's clipped tokens: the entropy change the clip
+    removed from R, i.e. its authority over entropy there. Empty regions give 0. Inputs go through :func:`flexent.losses.prepare`, as in every loss: masked
     positions may hold anything (-inf log-probs, NaN entropy) and the log-ratio is clamped, so
     every value is finite.
     """
@@ -248,7 +252,9 @@ def region_stats(
             ratio=p.ratio,
             n_valid=p.mask.sum().to(p.ratio.dtype).clamp(min=1.0),
             dh=predicted_entropy_change(old, p.advantages, entropy=entropy),
-            dh_full=_full_prediction(old, p.advantages, old_logits, chunk_size),
+            dh_full=_full_prediction(
+                old, p.advantages, entropy, p.mask, old_logits, second_term, chunk_size
+            ),
         )
         out: dict[str, Tensor] = {}
         for name in names:
@@ -280,17 +286,30 @@ class _Tokens:
 
 
 def _full_prediction(
-    old: Tensor, advantages: Tensor, old_logits: Tensor | None, chunk_size: int
+    old: Tensor,
+    advantages: Tensor,
+    entropy: Tensor,
+    valid: Tensor,
+    old_logits: Tensor | None,
+    second_term: Tensor | None,
+    chunk_size: int,
 ) -> Tensor | None:
-    """The full first-order entropy change per token from pi_old's logits (None without them)."""
+    """The full first-order entropy change per token from pi_old's logits or their second term
+    (None without either)."""
+    if old_logits is not None and second_term is not None:
+        raise ValueError("give old_logits or second_term, not both")
+    if second_term is not None:
+        _same_shape(old_logprobs=old, second_term=second_term)
+        second = torch.where(valid, second_term.to(old.dtype), old.new_zeros(()))
+        return predicted_entropy_change(old, advantages, entropy=entropy, second_term=second)
     if old_logits is None:
         return None
     if tuple(old_logits.shape[:-1]) != tuple(old.shape):
         raise ValueError(
             f"old_logits {tuple(old_logits.shape)} must be [B, T, V] for [B, T] = {tuple(old.shape)}"
         )
-    ent, second = _chunked(old_logits, chunk_size, with_second=True)
-    return predicted_entropy_change(old, advantages, entropy=ent, second_term=second)
+    ent, full_second = _chunked(old_logits, chunk_size, with_second=True)
+    return predicted_entropy_change(old, advantages, entropy=ent, second_term=full_second)
 
 
 def _one_region(key: str, r_mask: Tensor, t: _Tokens) -> dict[str, Tensor]:
@@ -302,9 +321,12 @@ def _one_region(key: str, r_mask: Tensor, t: _Tokens) -> dict[str, Tensor]:
         f"{key}/clip_frac": (r_mask & t.clipped).sum().to(t.ratio.dtype) / n.clamp(min=1.0),
         f"{key}/ratio_mean": torch.where(r_mask, t.ratio, zero).sum() / n.clamp(min=1.0),
         f"{key}/pred_dH": torch.where(kept, t.dh, zero).sum() / t.n_valid,
+        f"{key}/pred_dH_clipped": torch.where(r_mask & t.clipped, t.dh, zero).sum() / t.n_valid,
     }
     if t.dh_full is not None:  # pi_old's logits at padded positions may give NaN: select
         out[f"{key}/pred_dH_full"] = torch.where(kept, t.dh_full, zero).sum() / t.n_valid
+        clipped = r_mask & t.clipped
+        out[f"{key}/pred_dH_full_clipped"] = torch.where(clipped, t.dh_full, zero).sum() / t.n_valid
     return out
 
 

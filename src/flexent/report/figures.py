@@ -85,6 +85,11 @@ FIGURES: tuple[FigureSpec, ...] = (
         _regions("pred_dH", "pred. dH (nats per unit step)"),
     ),
     FigureSpec(
+        "region_pred_dH_clipped",
+        "Entropy change the clip removed, per region (first order)",
+        _regions("pred_dH_clipped", "removed pred. dH (nats per unit step)"),
+    ),
+    FigureSpec(
         "control",
         "Strategy control signals",
         (

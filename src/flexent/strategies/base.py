@@ -137,6 +137,17 @@ class Strategy:
     def _weights(self, step: int, entropy: float | None) -> tuple[float, float]:
         raise NotImplementedError
 
+    @property
+    def uses_bonus(self) -> bool:
+        """Whether :meth:`bonus_coef` can be nonzero (the adapter must apply it)."""
+        return False
+
+    def bonus_coef(self) -> float:
+        """An entropy-bonus coefficient the strategy adds at this step (the ``target``
+        controller's cascaded actuator; 0 for every other strategy). Read after :meth:`weights`;
+        the adapters add it to ``entropy_coef``."""
+        return 0.0
+
     def metrics(self) -> dict[str, float]:
         """The last step's ``control/*`` values (empty before the first :meth:`weights` call)."""
         return dict(self._last)

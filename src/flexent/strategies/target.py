@@ -4,9 +4,20 @@ A PI controller tracks a target entropy trajectory H*(k). With H_k the step's me
 entropy and e_k = (H*(k) - H_k) / H_init (relative error, dimensionless):
 
     I_k = I_{k-1} + e_k   unless the output is saturated and e_k pushes it further (anti-windup)
-    u_k = clip(kp e_k + ki I_k, -1, 1)
-    u_k > 0 -> (w_up, w_low) = (u_k, 0)     relax the upper clip for low p: entropy up
-    u_k < 0 -> (w_up, w_low) = (0, -u_k)    relax the lower clip for low p: entropy down
+    u_k = clip(kp e_k + ki I_k, -U, U)
+
+The ``actuator`` turns u into the strategy's outputs:
+
+- ``clip`` (default, U = 1): u > 0 -> (w_up, w_low) = (u, 0), relax the upper clip for low p
+  (entropy up); u < 0 -> (0, -u), relax the lower clip for low p (entropy down).
+- ``cascade`` (U = 2, beyond the paper): the clip weights as above on the first unit of u; when
+  they saturate (|u| > 1) the rest drives an entropy-bonus coefficient
+  ``c = bonus_max * sign(u) (|u| - 1)`` (a penalty when negative). One integrator with
+  anti-windup at U covers both actuators.
+- ``bonus`` (U = 1): the clip stays static, (0, 0); ``c = bonus_max * u``.
+
+The adapters add :meth:`TargetEntropy.bonus_coef` to ``entropy_coef`` at every step (TRL;
+the verl plugin supports ``actuator: clip`` only).
 
 The trajectory is piecewise linear in training progress x = k / T through ``points``
 ``[(x, value), ...]`` (flat before the first and after the last point); values are multiples of
@@ -114,23 +125,44 @@ def make_trajectory(
     return TargetTrajectory(((0.0, 1.0 if target is None else float(target)),), relative)
 
 
-def pi_step(error: float, integral: float, *, kp: float, ki: float) -> tuple[float, float]:
+def pi_step(
+    error: float, integral: float, *, kp: float, ki: float, limit: float = 1.0
+) -> tuple[float, float]:
     """One PI update with anti-windup by conditional integration: ``(u, new_integral)``.
 
     The error is integrated unless that would drive an already saturated output further
-    past its limit, so the integral never winds up beyond what u in [-1, 1] can use.
+    past its limit, so the integral never winds up beyond what u in [-limit, limit] can use.
 
     >>> pi_step(0.1, 0.0, kp=2.0, ki=0.5)
     (0.25, 0.1)
     >>> pi_step(0.8, 0.0, kp=2.0, ki=0.5)  # saturated: integral not updated
     (1.0, 0.0)
+    >>> pi_step(0.8, 0.0, kp=2.0, ki=0.5, limit=2.0)  # a second actuator: room up to 2
+    (2.0, 0.8)
     """
     candidate = integral + error
     raw = kp * error + ki * candidate
-    if abs(raw) > 1.0 and raw * error > 0.0:
+    if abs(raw) > limit and raw * error > 0.0:
         candidate = integral
     u = kp * error + ki * candidate
-    return max(-1.0, min(1.0, u)), candidate
+    return max(-limit, min(limit, u)), candidate
+
+
+ACTUATORS = ("clip", "cascade", "bonus")
+
+
+def actuate(u: float, actuator: str, bonus_max: float) -> tuple[float, float, float]:
+    """``(w_up, w_low, entropy_coef)`` for controller output ``u`` (module docstring).
+
+    >>> actuate(0.5, "clip", 0.0), actuate(-1.5, "cascade", 0.01), actuate(0.5, "bonus", 0.01)
+    ((0.5, 0.0, 0.0), (0.0, 1.0, -0.005), (0.0, 0.0, 0.005))
+    """
+    if actuator == "bonus":
+        return 0.0, 0.0, bonus_max * u
+    clip_part = max(-1.0, min(1.0, u))
+    excess = u - clip_part  # nonzero only in cascade (|u| > 1)
+    w_up, w_low = (clip_part, 0.0) if clip_part >= 0.0 else (0.0, -clip_part)
+    return w_up, w_low, bonus_max * excess
 
 
 def _check_gain(name: str, value: float) -> float:
@@ -146,7 +178,9 @@ class TargetEntropy(FeedbackStrategy):
 
     Parameters: ``target`` / ``points`` / ``preset`` (+ ``relative``, ``phase_ratio``,
     ``cycles``, ``h_min_ratio`` for presets) choose H*; ``kp``, ``ki`` are the gains;
-    ``h_init`` the reference entropy in nats (measured at the first step when None).
+    ``h_init`` the reference entropy in nats (measured at the first step when None);
+    ``actuator`` (``clip``, ``cascade``, ``bonus``) and ``bonus_max`` (the entropy-bonus
+    coefficient at full output, > 0 for ``cascade`` / ``bonus``) choose what u drives.
     """
 
     def __init__(
@@ -162,8 +196,19 @@ class TargetEntropy(FeedbackStrategy):
         phase_ratio: float = 0.5,
         cycles: int = 4,
         h_min_ratio: float = 0.2,
+        actuator: str = "clip",
+        bonus_max: float = 0.0,
     ) -> None:
         super().__init__(total_steps, h_init)
+        if actuator not in ACTUATORS:
+            raise ValueError(f"actuator must be one of {list(ACTUATORS)}, got {actuator!r}")
+        self.actuator, self.bonus_max = actuator, _check_gain("bonus_max", bonus_max)
+        if (actuator == "clip") != (self.bonus_max == 0.0):
+            raise ValueError(
+                f"bonus_max must be > 0 with actuator {actuator!r} and 0 with 'clip', "
+                f"got {bonus_max!r}"
+            )
+        self._coef = 0.0
         self.trajectory = make_trajectory(
             target=target, points=points, preset=preset, relative=relative,
             phase_ratio=phase_ratio, cycles=cycles, h_min_ratio=h_min_ratio,
@@ -180,7 +225,8 @@ class TargetEntropy(FeedbackStrategy):
         shape = (
             f"preset={self.preset!r}" if self.preset else f"points={list(self.trajectory.points)}"
         )
-        return f"TargetEntropy(total_steps={self.total_steps}, {shape}, kp={self.kp}, ki={self.ki})"
+        act = "" if self.actuator == "clip" else f", {self.actuator}, bonus_max={self.bonus_max}"
+        return f"TargetEntropy(total_steps={self.total_steps}, {shape}, kp={self.kp}, ki={self.ki}{act})"
 
     def target_at(self, step: int) -> float:
         """H*(step) in nats (needs ``h_init``, measured at the first :meth:`weights` call)."""
@@ -196,19 +242,31 @@ class TargetEntropy(FeedbackStrategy):
     def _update(self, step: int, entropy: float, h_init: float) -> tuple[float, float]:
         target = self.trajectory(step / self.total_steps, h_init)
         error = (target - entropy) / h_init
-        u, self.integral = pi_step(error, self.integral, kp=self.kp, ki=self.ki)
+        limit = 2.0 if self.actuator == "cascade" else 1.0
+        u, self.integral = pi_step(error, self.integral, kp=self.kp, ki=self.ki, limit=limit)
         self.abs_error_sum += abs(error)
         self.n_observed += 1
+        w_up, w_low, self._coef = actuate(u, self.actuator, self.bonus_max)
         self._last.update(
             {"control/target": target, "control/error": error, "control/u": u,
              "control/tracking_error": self.tracking_error}
         )  # fmt: skip
-        return (u, 0.0) if u >= 0.0 else (0.0, -u)
+        if self.actuator != "clip":
+            self._last["control/entropy_coef"] = self._coef
+        return w_up, w_low
+
+    @property
+    def uses_bonus(self) -> bool:
+        return self.actuator != "clip"
+
+    def bonus_coef(self) -> float:
+        """The entropy-bonus coefficient of the last step (0 with ``actuator: clip``)."""
+        return self._coef
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state.update(integral=self.integral, abs_error_sum=self.abs_error_sum,
-                     n_observed=self.n_observed)  # fmt: skip
+                     n_observed=self.n_observed, coef=self._coef)  # fmt: skip
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -217,5 +275,6 @@ class TargetEntropy(FeedbackStrategy):
             self.integral = float(state["integral"])
             self.abs_error_sum = float(state["abs_error_sum"])
             self.n_observed = int(state["n_observed"])
+            self._coef = float(state.get("coef", 0.0))
         except KeyError as err:
             raise ValueError(f"state_dict for 'target' lacks key {err.args[0]!r}") from None

@@ -102,7 +102,10 @@ class SweepSpec:
         for (group, group_ov), combo in itertools.product(groups.items(), combos):
             cell = "__".join(_label(k, v) for k, v in combo.items())
             name = "__".join(p for p in (group, cell) if p) or "base"
-            arms.append(Arm(name, {**group_ov, **combo}, group, cell))
+            overrides = dict(group_ov)
+            for key, value in combo.items():  # an axis value is a mapping of several keys
+                overrides.update(value if isinstance(value, dict) else {key: value})
+            arms.append(Arm(name, overrides, group, cell))
         return arms
 
     def baseline_of(self, arm: Arm) -> str | None:
@@ -224,12 +227,23 @@ def _groups(path: Path, value: Any) -> dict[str, dict[str, Any]]:
 
 
 def _grid(path: Path, value: Any) -> dict[str, list[Any]]:
-    grid = _dotted(path, "grid", value)
+    grid = _mapping(path, "grid", value)
     for key, values in grid.items():
         if not isinstance(values, list):
             raise SpecError(f"{path}: grid.{key} must be a list of alternatives, got {values!r}")
         if not values:
             raise SpecError(f"{path}: grid.{key} is empty: give at least one value")
+        if "." in str(key):
+            _dotted(path, "grid", {key: values})
+            continue
+        _name(path, key)  # an axis: each alternative sets several dotted keys together
+        for i, alternative in enumerate(values):
+            if not isinstance(alternative, dict) or not alternative:
+                raise SpecError(
+                    f"{path}: grid.{key}[{i}] must be a mapping of dotted keys (a plain grid "
+                    f"key is an axis whose alternatives set several keys), got {alternative!r}"
+                )
+            _dotted(path, f"grid.{key}[{i}]", alternative)
     return grid
 
 
@@ -262,7 +276,10 @@ def _check_demo_keys(spec: SweepSpec) -> None:
 
 
 def _label(key: str, value: Any) -> str:
-    """``entropy_control.thresholds.upper``, ``[-0.25, 0.5]`` -> ``upper=-0.25_0.5``."""
+    """``entropy_control.thresholds.upper``, ``[-0.25, 0.5]`` -> ``upper=-0.25_0.5``; an axis
+    ``regime``, ``{a.lr: 0.001, a.steps: 80}`` -> ``regime=0.001_80``."""
+    if isinstance(value, dict):
+        value = list(value.values())
     text = "_".join(map(str, value)) if isinstance(value, list) else str(value)
     return f"{key.rsplit('.', 1)[-1]}={re.sub(r'[^A-Za-z0-9_.+-]', '', text)}"
 

@@ -86,7 +86,7 @@ def compute_flexent_loss(trainer: Any, model, inputs) -> torch.Tensor:
         **trainer._loss_params(),
     )  # fmt: skip
     per_token_loss = out.per_token_loss
-    coef = float(trainer.entropy_control.entropy_coef)
+    coef = trainer.step_entropy_coef()
     if coef:
         per_token_loss = entropy_bonus(per_token_loss, entropies, coef)
     per_token_loss, per_token_kl = _trl_terms(
@@ -103,6 +103,7 @@ def compute_flexent_loss(trainer: Any, model, inputs) -> torch.Tensor:
         StepTensors(
             mask=mask, logprobs=logprobs.detach(), old_logprobs=old_logprobs, advantages=adv_bt,
             entropies=entropies.detach(), old_entropies=inputs.get("flexent_old_entropy"),
+            old_second_term=inputs.get("flexent_old_second_term"),
             eps_low=eps_low, eps_high=eps_high,
         ),
         loss_metrics=out.metrics,

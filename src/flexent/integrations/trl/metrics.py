@@ -38,6 +38,7 @@ class StepTensors:
     advantages: torch.Tensor
     entropies: torch.Tensor  # current policy's token entropy, detached
     old_entropies: torch.Tensor | None  # pi_old's (the rollout's), when measured
+    old_second_term: torch.Tensor | None  # pi_old's sum_x p^2 (ln p + H), when logged
     eps_low: torch.Tensor | float
     eps_high: torch.Tensor | float
 
@@ -71,6 +72,7 @@ def log_step_metrics(
                 t.logprobs, t.old_logprobs, t.advantages, t.mask,
                 entropy=t.old_entropies if t.old_entropies is not None else t.entropies,
                 eps_low=t.eps_low, eps_high=t.eps_high, schemes=schemes,
+                second_term=t.old_second_term if t.old_entropies is not None else None,
             )
         )  # fmt: skip
     for key, value in _global_mean(trainer, local, t.mask.float().sum()).items():

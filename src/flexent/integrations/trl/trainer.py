@@ -105,6 +105,7 @@ class FlexentGRPOTrainer(GRPOTrainer):
         self.rollout_entropy: float | None = None
         self._capture: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._generator: tuple[int, torch.Generator] | None = None
+        self._bonus = 0.0  # the strategy's entropy-bonus coefficient of the step (target)
         if clipping_is_inert(self.args):
             handle_inert(self.entropy_control.on_inert, inert_message(self.args))
 
@@ -162,6 +163,11 @@ class FlexentGRPOTrainer(GRPOTrainer):
             self._pending_strategy_state = None
         return self.strategy
 
+    def step_entropy_coef(self) -> float:
+        """The entropy-bonus coefficient of this step: ``entropy_control.entropy_coef`` plus
+        the strategy's own (``target`` with ``actuator: cascade | bonus``)."""
+        return float(self.entropy_control.entropy_coef) + self._bonus
+
     def _step_weights(self, mode: str) -> tuple[float, float]:
         """(w_up, w_low) for the current optimizer step; the strategy is asked once per step."""
         step = int(self.state.global_step)
@@ -169,6 +175,7 @@ class FlexentGRPOTrainer(GRPOTrainer):
             strategy = self._ensure_strategy()
             w_up, w_low = strategy.weights(step, entropy=self.rollout_entropy)
             self._weights, self._weights_step = (float(w_up), float(w_low)), step
+            self._bonus = float(strategy.bonus_coef())
             for key, value in strategy.metrics().items():
                 self._metrics[mode][key].append(float(value))
         return self._weights
@@ -203,7 +210,31 @@ class FlexentGRPOTrainer(GRPOTrainer):
         if self.model is not None and self.model.training:
             self.rollout_entropy = float((totals[0] / totals[1].clamp(min=1.0)).item())
         out["flexent_old_entropy"] = entropies
+        if self.entropy_control.log_pred_dh_full:
+            out["flexent_old_second_term"] = self._rollout_second_term(out)
         return out
+
+    @torch.no_grad()
+    def _rollout_second_term(self, out: dict[str, Any]) -> torch.Tensor:
+        """pi_old's ``sum_x p_x^2 (ln p_x + H)`` per completion token (the distribution-wide part
+        of the first-order entropy change): one no-grad forward with the full logits, divided by
+        the sampling temperature as TRL's log-probs are."""
+        from flexent.diagnostics import entropy_second_term
+
+        input_ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+        attention_mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+        keep = out["completion_ids"].size(1)
+        size = self.args.per_device_train_batch_size
+        model: Any = self.model
+        parts = []
+        for start in range(0, input_ids.size(0), size):
+            logits = model(
+                input_ids=input_ids[start : start + size],
+                attention_mask=attention_mask[start : start + size],
+                logits_to_keep=keep + 1,
+            ).logits[:, :-1]
+            parts.append(entropy_second_term(logits.float() / self.temperature))
+        return torch.cat(parts)
 
     @torch.no_grad()
     def _rollout_entropies(self, out: dict[str, Any]) -> torch.Tensor:
@@ -284,6 +315,7 @@ class FlexentGRPOTrainer(GRPOTrainer):
             "rollout_entropy": self.rollout_entropy,
             "weights": list(self._weights),
             "weights_step": self._weights_step,
+            "bonus": self._bonus,
         }
 
     def load_flexent_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -293,3 +325,4 @@ class FlexentGRPOTrainer(GRPOTrainer):
         self.rollout_entropy = state["rollout_entropy"]
         self._weights = (float(state["weights"][0]), float(state["weights"][1]))
         self._weights_step = int(state["weights_step"])
+        self._bonus = float(state.get("bonus", 0.0))

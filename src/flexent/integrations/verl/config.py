@@ -198,7 +198,13 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
                 )
             return
         check_registered(self.loss_mode)
-        self.control(eps_std=0.2)  # every value, with its key
+        control = self.control(eps_std=0.2)  # every value, with its key
+        if control.build_strategy(total_steps=1).uses_bonus:
+            raise ValueError(
+                f"{KEY}.strategy_params: the strategy drives an entropy bonus (target with "
+                "actuator cascade or bonus), which the verl plugin does not apply; use "
+                "actuator: clip (the bonus actuator runs under TRL)"
+            )
         # conflicts with this section's verl keys now; actor-level keys when the loss runs
         _resolve(flexent_loss_name(self.loss_mode), dict(self.loss_params), {"policy_loss": self})
 
