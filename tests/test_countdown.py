@@ -70,6 +70,10 @@ REWARD_TABLE = [
     ("<answer>__import__('os')</answer>", 0.0),
     ("<answer>" + "9" * 10_000 + "</answer>", 0.0),
     ([{"role": "assistant", "content": "<answer>25 * (7 - 3)</answer>"}], 1.0),
+    # tags pair left to right, first open with first close: "7 * 3<answer>(7 - 3) * 25"
+    ("<answer>7 * 3<answer>(7 - 3) * 25</answer>", 0.0),
+    ("<answer>(7 - 3) * 25</answer></answer>", 1.0),  # a stray close is ignored
+    ("<answer>(7 - 3) * 25</answer><answer>7 * 3", 1.0),  # an unclosed last tag is ignored
 ]
 
 

@@ -98,7 +98,7 @@ def test_parquet(tmp_path):
 def test_bad_arguments_and_missing_files(tmp_path):
     with pytest.raises(ValueError, match="on_error"):
         load_prompts(FIX / "good.jsonl", on_error="ignore")
-    with pytest.raises(FileNotFoundError, match=r"nope\.jsonl"):
+    with pytest.raises(DataError, match=r"data file not found: .*nope\.jsonl"):
         load_prompts(tmp_path / "nope.jsonl")
     with pytest.raises(DataError, match="split"):
         load_prompts(FIX / "good.jsonl", split="train")
@@ -111,13 +111,22 @@ def test_builtin_names_resolve_from_data_dir_and_env(tmp_path, monkeypatch):
     (tmp_path / "math").mkdir()
     shutil.copy(FIX / "good.jsonl", tmp_path / "math" / "gsm8k_test.jsonl")
     monkeypatch.delenv("FLEXENT_DATA_DIR", raising=False)
-    with pytest.raises(FileNotFoundError, match="FLEXENT_DATA_DIR"):
+    monkeypatch.chdir(tmp_path / "math")  # no ./data here
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(DataError, match="FLEXENT_DATA_DIR") as err:
         load_prompts("gsm8k")
+    assert "data/math" in str(err.value) and ".cache/flexent/data" in str(err.value)
     assert [r["answer"] for r in load_prompts("gsm8k", data_dir=tmp_path)] == ["5", "2000", "-3"]
     monkeypatch.setenv("FLEXENT_DATA_DIR", str(tmp_path))
     assert len(load_prompts("gsm8k", max_samples=2)) == 2
-    with pytest.raises(FileNotFoundError, match=r"gsm8k_train\.jsonl"):
+    with pytest.raises(DataError, match=r"gsm8k_train\.jsonl"):
         load_prompts("gsm8k", split="train")
+    # the default search path: ./data (and ./data/math)
+    monkeypatch.delenv("FLEXENT_DATA_DIR")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    shutil.copy(FIX / "good.jsonl", tmp_path / "data" / "gsm8k_test.jsonl")
+    assert len(load_prompts("gsm8k")) == 3
     with pytest.raises(DataError, match="no split 'valid'"):
         load_prompts("math500", split="valid")
 

@@ -88,9 +88,18 @@ def test_eval_is_reproducible_and_handles_two_benchmarks(model_dir, tmp_path):
     assert get(rerun) == get(first)
 
 
-def test_eval_rejects_bad_ks(model_dir, tmp_path):
-    with pytest.raises(SystemExit, match=r"--ks value 4 must be in \[1, --samples=2\]"):
-        _eval(model_dir, tmp_path, "--ks", "1", "4")
+def _fails(capsys, argv: list[str]) -> str:
+    """Run ``flexent eval`` expecting exit status 2; returns its one-line stderr message."""
+    assert main(["eval", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("flexent eval: ")
+    return err[0]
+
+
+def test_eval_rejects_bad_ks(model_dir, tmp_path, capsys):
+    argv = [str(model_dir), "-b", str(FIXTURE), "--samples", "2", "--out", str(tmp_path / "o")]
+    assert "--ks value 4 must be in [1, --samples=2]" in _fails(capsys, [*argv, "--ks", "1", "4"])
+    assert not (tmp_path / "o").exists()
 
 
 def test_reward_param_parsing_and_errors():
@@ -106,12 +115,62 @@ def test_reward_param_parsing_and_errors():
         reward_params(["no_equals_sign"])
 
 
-def test_eval_refuses_to_overwrite_results(model_dir, tmp_path):
+def test_eval_refuses_to_overwrite_results(model_dir, tmp_path, capsys):
     out = tmp_path / "a"
     out.mkdir()
     (out / "results.json").write_text("{}")
-    with pytest.raises(SystemExit, match="exists; choose another --out or pass --overwrite"):
-        _eval(model_dir, out, "--max-samples", "1")
+    argv = [str(model_dir), "-b", str(FIXTURE), "--out", str(out)]
+    assert "exists; choose another --out or pass --overwrite" in _fails(capsys, argv)
     assert (out / "results.json").read_text() == "{}"  # untouched
     results = _eval(model_dir, out, "--max-samples", "1", "--overwrite")
     assert results["benchmarks"]["eval_tiny"]["num_problems"] == 1
+
+
+BOMB = '''
+calls = []
+
+
+def bomb(completions, **kwargs):
+    """Scores the first problem's two samples (one call each), then fails: a late failure."""
+    calls.append(1)
+    if len(calls) > 2:
+        raise RuntimeError("scorer crashed")
+    return [0.0 for _ in completions]
+'''
+
+
+def test_eval_mistakes_are_one_line_before_the_model_loads(
+    model_dir, tmp_path, capsys, monkeypatch
+):
+    base = [str(model_dir), "--out", str(tmp_path / "o"), "--no-progress"]
+    as_file = tmp_path / "afile"
+    as_file.write_text("x")
+    msg = _fails(capsys, [str(model_dir), "-b", str(FIXTURE), "--out", str(as_file)])
+    assert f"--out {as_file} is a file" in msg
+    monkeypatch.setenv("FLEXENT_DATA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    msg = _fails(capsys, [*base, "-b", "aime24"])
+    assert "aime24_test.jsonl not found in" in msg and "nowhere" in msg
+    no_target = tmp_path / "cd.jsonl"
+    no_target.write_text(
+        json.dumps({"prompt": "3 4>7=", "answer": "3+4", "numbers": [3, 4]}) + "\n"
+    )
+    msg = _fails(capsys, [*base, "-b", str(no_target), "--reward", "countdown"])
+    assert "problem 0 lacks the column(s) ['target']" in msg
+    msg = _fails(capsys, [*base, "-b", str(FIXTURE), "--reward-param", "nope=1"])
+    assert "--reward-param for 'math'" in msg and "nope" in msg
+    assert not (tmp_path / "o").exists()  # nothing written by any of them
+
+
+def test_samples_are_written_as_they_are_scored(model_dir, tmp_path, monkeypatch):
+    (tmp_path / "bomb_reward.py").write_text(BOMB)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "o"
+    argv = ["eval", str(model_dir), "-b", str(FIXTURE), "--samples", "2", "--batch-size", "2",
+            "--max-new-tokens", "2", "--reward", "bomb_reward.bomb", "--out", str(out),
+            "--no-progress"]  # fmt: skip
+    with pytest.raises(RuntimeError, match="scorer crashed"):
+        main(argv)
+    kept = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert [(r["benchmark"], r["index"], r["n"]) for r in kept] == [("eval_tiny", 0, 2)]
+    assert len(kept[0]["completions"]) == 2

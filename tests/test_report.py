@@ -143,11 +143,17 @@ def test_run_missing_a_metric_others_have_is_noted(tmp_path):
     assert "`reward.png`: `reward/mean` missing in b" in report.notes
 
 
-def test_corrupt_line_names_file_and_line(tmp_path):
+def test_a_torn_last_line_is_dropped_and_corruption_elsewhere_names_the_line(tmp_path):
     run = _write_run(tmp_path, "bad", ["entropy/mean"], steps=3)
-    with (run / "metrics.jsonl").open("a") as fh:
-        fh.write('{"step": 4, "entropy/mean": 0.3\n')  # line 4: truncated object
-    with pytest.raises(MetricsFormatError, match=r"bad/metrics\.jsonl:4: invalid JSON"):
+    path = run / "metrics.jsonl"
+    with path.open("a") as fh:
+        fh.write('{"step": 4, "entropy/mean": 0.3')  # line 4: the torn write of a killed run
+    report = make_report([run], tmp_path / "out")
+    assert any("metrics.jsonl:4: last line is cut short" in n for n in report.notes)
+    assert [r["step"] for r in read_metrics(path)] == [1.0, 2.0, 3.0]
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], '{"step": 2, "entr', *lines[2:]]) + "\n")
+    with pytest.raises(MetricsFormatError, match=r"bad/metrics\.jsonl:2: invalid JSON"):
         make_report([run], tmp_path / "out")
 
 

@@ -96,20 +96,57 @@ def test_last_boxed_and_gold_normalisation():
     assert normalize_gold(MATH_SOLUTION) == r"\frac{1}{2}"
 
 
+# Ordinary answers with powers, fractions and nesting pass the complexity caps and are checked
+# symbolically (reason "verified", not "too_complex" or "exact_match").
+ORDINARY = [
+    (r"\boxed{2^{10}}", "1024"),  # 2^10 = 1024
+    (r"\boxed{x^2+y^2}", "y^2+x^2"),
+    (r"\boxed{\frac{\sqrt{3}}{2}}", r"\frac{1}{2}\sqrt{3}"),
+    (r"\boxed{(3, \frac{\pi}{2})}", r"\left(3,\frac{\pi}{2}\right)"),
+    (r"\boxed{10^{-3}}", "0.001"),
+    (r"\boxed{2\lambda}", r"\lambda \cdot 2"),  # \lambda is LaTeX, not Python's lambda
+    (r"\boxed{e^{-x^2}}", r"e^{-x^{2}}"),  # a 2-deep chain is allowed where the gold has one
+]
+
+
+@pytest.mark.parametrize(("completion", "gold"), ORDINARY)
+def test_ordinary_answers_pass_the_caps_and_verify(reward, completion, gold):
+    result = reward.score(completion, {"answer": gold})
+    assert (result.score, result.info["reason"]) == (1.0, "verified"), result.info
+
+
 # --- the hard timeout --------------------------------------------------------------------
 # 9^{9^{9}} makes math-verify run for minutes (sympy builds 9**387420489). The check must end
 # with a timeout error in the main thread, in another thread and in a daemonic worker process.
+# The default caps reject it before parsing (reason "too_complex"), so these tests raise
+# max_power_depth to let it reach the worker.
 HANG = r"\boxed{9^{9^{9}}}"
 
 
 def _hang_score() -> RewardResult:
-    return MathReward(timeout=0.5).score(HANG, {"answer": "1"})
+    return MathReward(timeout=0.5, max_power_depth=2).score(HANG, {"answer": "1"})
 
 
 def test_timeout_in_main_thread():
     result = _hang_score()
     assert result.score == 0.0
-    assert "CheckTimeout" in result.info["error"]
+    assert "CheckTimeout" in result.info["error"] and result.info["reason"] == "timeout"
+
+
+def test_default_caps_reject_the_hang_before_the_worker():
+    result = MathReward(timeout=0.5).score(HANG, {"answer": "1"})
+    assert (result.score, result.info["reason"]) == (0.0, "too_complex")
+    assert "error" not in result.info
+
+
+def test_trl_call_logs_the_fraction_of_timeouts():
+    logged: list[tuple[str, float]] = []
+    reward = MathReward(timeout=0.5, max_power_depth=2)
+    scores = reward(
+        [HANG, r"\boxed{12}"], answer=["1", "12"], log_metric=lambda k, v: logged.append((k, v))
+    )
+    assert scores == [0.0, 1.0]
+    assert logged == [("rewards/math/timeouts", 0.5)]  # 1 of the 2 completions timed out
 
 
 def test_timeout_in_other_thread_and_pool_recovers():

@@ -8,6 +8,7 @@ import pytest
 
 from flexent.rewards import FunctionReward, Reward, get_reward, list_rewards
 from flexent.tasks.arithmetic import ArithmeticTask
+from flexent.tasks.countdown import CountdownTask
 
 ARITH = [
     (r"12 * 114 = \boxed{1368}", "1368", 1.0),
@@ -79,3 +80,36 @@ def test_user_reward_by_import_path(monkeypatch, path):
 def test_user_reward_class_by_import_path():
     reward = get_reward("flexent.rewards.format:FormatReward", weight=2.0)
     assert reward([r"\boxed{1}"]) == [2.0]
+
+
+def test_required_columns_of_each_reward():
+    from flexent.rewards.arithmetic import ArithmeticReward
+    from flexent.rewards.countdown import CountdownReward
+    from flexent.rewards.format import FormatReward
+    from flexent.rewards.math_reward import MathReward
+
+    # class attributes: callers can ask before building a reward
+    assert MathReward.columns == ("answer",) and ArithmeticReward.columns == ("answer",)
+    assert CountdownReward.columns == ("numbers", "target") and FormatReward.columns == ()
+    assert get_reward("math").columns == ("answer",)
+    assert get_reward("math", answer_key="solution").columns == ("solution",)
+    assert get_reward("arithmetic", answer_key="gold").columns == ("gold",)
+    assert get_reward("format").columns == ()
+
+
+def test_missing_columns():
+    countdown = get_reward("countdown")
+    assert countdown.missing_columns({}) == ["numbers", "target"]
+    assert countdown.missing_columns({"numbers": [1, 2], "prompt": "p"}) == ["target"]
+    assert countdown.missing_columns(CountdownTask().problem(0).row()) == []
+    math = get_reward("math", answer_key="solution")
+    assert math.missing_columns({"answer": "1", "prompt": "p"}) == ["solution"]
+    assert math.missing_columns({"solution": "1"}) == []
+    assert get_reward("arithmetic").missing_columns(ArithmeticTask().problem(0).row()) == []
+    assert get_reward("format").missing_columns({}) == []
+
+
+def test_function_rewards_have_no_known_columns(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "fixtures"))
+    reward = get_reward("user_reward:exact_reward")
+    assert reward.columns == () and reward.missing_columns({}) == []

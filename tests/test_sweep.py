@@ -230,10 +230,9 @@ def tiny_sweep(tmp_path, monkeypatch):
         reward: {{name: sweep_rewards.length_parity}}
         trainer: {{max_steps: 2, per_device_train_batch_size: 4, num_generations: 4,
                    steps_per_generation: 2, max_completion_length: 4, save_steps: 1,
-                   use_cpu: true, learning_rate: 0.01}}
+                   use_cpu: true, learning_rate: 0.01, report_to: []}}
         evaluation: {{enabled: true, source: {tmp_path / "data.jsonl"}, split: null,
                       max_samples: 4, num_samples: 2, temperature: 1.0, at_start: false}}
-        output: {{tensorboard: false}}
         """
     spec = f"""
         base: base.yaml

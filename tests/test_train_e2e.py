@@ -111,18 +111,25 @@ def test_resume_matches_uninterrupted_run(setup):
     assert sa["strategy"] == sb["strategy"] and sa["weights"] == sb["weights"]
     resumed = [json.loads(x) for x in (cut / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in resumed] == [1, 2, 3, 4]  # the stale step-3 line was replaced
+    assert _tensorboard_steps(cut, "entropy/mean") == [3, 4]  # this process logged 3 and 4
+    # a second resume from checkpoint-2 purges the events after step 2: each step once
+    shutil.rmtree(cut / "checkpoint-4")
+    shutil.rmtree(cut / "checkpoint-3", ignore_errors=True)
+    assert main(["train", str(cfg), *overrides, "--resume"]) == 0
+    assert _tensorboard_steps(cut, "entropy/mean") == [3, 4]
     assert [x["control/w_up"] for x in resumed] == [json.loads(x)["control/w_up"] for x in lines]
 
 
 def test_refuses_to_overwrite_and_bad_config(setup, capsys):
     _, cfg, _ = setup
     assert main(["train", str(cfg), "trainer.max_steps=1"]) == 0
-    with pytest.raises(FileExistsError, match="--resume"):
-        main(["train", str(cfg), "trainer.max_steps=1"])
+    capsys.readouterr()
+    assert main(["train", str(cfg), "trainer.max_steps=1"]) == 2
+    assert "--resume" in capsys.readouterr().err
     assert main(["train", str(cfg), "trainer.lerning_rate=0.1"]) == 2
-    assert "trainer.lerning_rate" in capsys.readouterr().out
+    assert "trainer.lerning_rate" in capsys.readouterr().err
     assert main(["train", str(cfg), "entropy_control.stratgy=id"]) == 2
-    assert "entropy_control.stratgy" in capsys.readouterr().out
+    assert "entropy_control.stratgy" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -164,3 +171,11 @@ def _greedy_countdown_accuracy(model_dir, rows) -> float:
         if lines and verify_countdown(lines[-1], row["numbers"], row["target"])[0]:
             correct += 1
     return correct / len(rows)
+
+
+def _tensorboard_steps(run, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]

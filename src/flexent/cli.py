@@ -50,10 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if extra:
+        # `flexent train CFG --resume key=value`: argparse stops collecting the positional
+        # overrides at the first flag; a command that takes trailing overrides gets them back.
+        overrides = [x for x in extra if "=" in x and not x.startswith("-")]
+        if getattr(args._module, "TRAILING_OVERRIDES", False) and len(overrides) == len(extra):
+            args.overrides = [*args.overrides, *overrides]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args._module.run(args) or 0)
 
 

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from flexent.control import EntropyControl
+from flexent.errors import UserError
 from flexent.thresholds import DynamicThresholds
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration problem; the message names the key and, when known, the file."""
 
 
@@ -120,7 +121,6 @@ class EvaluationConfig:
 @dataclass
 class OutputConfig:
     dir: str = "runs/flexent"
-    tensorboard: bool = True
     save_final_model: bool = True
 
 
@@ -136,7 +136,7 @@ class FlexentConfig:
 
 
 # GRPOConfig fields flexent sets itself (from output.*), so they may not appear in `trainer`.
-MANAGED_TRAINER_KEYS = ("output_dir", "report_to", "logging_dir", "resume_from_checkpoint")
+MANAGED_TRAINER_KEYS = ("output_dir", "logging_dir", "resume_from_checkpoint")
 CHOICES = {"model.dtype": ("float32", "bfloat16", "float16", "auto")}
 
 
@@ -181,11 +181,61 @@ def validate(cfg: FlexentConfig, *, where: str = "") -> None:
         if value not in choices:
             raise ConfigError(f"{key}{where} must be one of {list(choices)}, got {value!r}")
     _validate_trainer(cfg.trainer, where)
+    _validate_ranges(cfg, where)
     try:
         entropy_control(cfg)
     except ValueError as err:
         key, _, problem = str(err).partition(": ")
         raise ConfigError(f"entropy_control.{key}{where}: {problem}") from None
+
+
+# key -> (lowest allowed value, whether it is exclusive, whether null is allowed)
+RANGES: dict[str, tuple[float, bool, bool]] = {
+    "data.max_samples": (1, False, True),
+    "evaluation.max_samples": (1, False, True),
+    "evaluation.num_samples": (1, False, False),
+    "evaluation.batch_size": (1, False, False),
+    "evaluation.temperature": (0.0, False, False),
+    "evaluation.top_p": (0.0, True, False),
+    "evaluation.top_k": (0, False, False),
+    "evaluation.max_new_tokens": (1, False, True),
+    "trainer.max_steps": (1, False, True),
+    "trainer.learning_rate": (0.0, True, True),
+    "trainer.per_device_train_batch_size": (1, False, True),
+    "trainer.num_generations": (1, False, True),
+    "trainer.max_completion_length": (1, False, True),
+    "trainer.steps_per_generation": (1, False, True),
+    "trainer.num_iterations": (1, False, True),
+    "trainer.gradient_accumulation_steps": (1, False, True),
+}
+
+
+def _validate_ranges(cfg: FlexentConfig, where: str) -> None:
+    """Numbers that have to be positive (or at least 0), and ``evaluation.steps``."""
+    for key, (low, exclusive, nullable) in RANGES.items():
+        section, name = key.split(".")
+        obj = getattr(cfg, section)
+        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name)
+        if value is None and (nullable or isinstance(obj, dict)):
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (value <= low if exclusive else value < low)
+        ):
+            sign = ">" if exclusive else ">="
+            hint = " (omit it to train for num_train_epochs)" if key == "trainer.max_steps" else ""
+            raise ConfigError(f"{key}{where} must be {sign} {low}{hint}, got {value!r}")
+    if cfg.evaluation.top_p > 1.0:
+        raise ConfigError(f"evaluation.top_p{where} must be <= 1, got {cfg.evaluation.top_p!r}")
+    max_steps = cfg.trainer.get("max_steps")
+    for step in cfg.evaluation.steps:
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise ConfigError(f"evaluation.steps{where} must hold steps >= 1, got {step!r}")
+        if isinstance(max_steps, int) and step > max_steps:
+            raise ConfigError(
+                f"evaluation.steps{where}: step {step} is after trainer.max_steps={max_steps}"
+            )
 
 
 def entropy_control(cfg: FlexentConfig) -> EntropyControl:

@@ -44,6 +44,10 @@ class Bootstrap:
     # fp32: TRL's configs default to bf16 autocast, which this kind of CPU (AVX2, no bf16 units)
     # runs about 10x slower than fp32 (docs/performance.md); part of the cache key.
     bf16: bool = False
+    # The warm-up trains on raw prompts, never on chat turns: its tokenizer is saved without the
+    # char tokenizer's ChatML template, so `flexent eval --chat auto` does not wrap prompts in
+    # a format the model has never seen (it scored 0 % that way); part of the cache key.
+    chat_template: bool = False
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
@@ -138,6 +142,8 @@ def bootstrap_model(cache: Path, b: Bootstrap) -> Path:
     from flexent.tasks.countdown import CountdownTask
 
     tokenizer = build_char_tokenizer(ALPHABET)
+    if not b.chat_template:
+        tokenizer.chat_template = None
     model = build_tiny_qwen2(
         tokenizer, hidden_size=b.hidden_size, num_layers=b.num_layers, num_heads=b.num_heads,
         max_position_embeddings=64, seed=b.seed,

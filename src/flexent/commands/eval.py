@@ -7,6 +7,7 @@ k <= K) and ``results.md`` (the table) to ``--out``. See docs/evaluation.md.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,61 +109,137 @@ def reward_params(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"flexent eval: --reward-param expects KEY=VALUE, got {item!r}")
+            raise SystemExit(f"--reward-param expects KEY=VALUE, got {item!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out
 
 
+def fail(message: str) -> int:
+    print(f"flexent eval: {message}", file=sys.stderr)
+    return 2
+
+
 def run(args: argparse.Namespace) -> int:
+    """Check everything that needs no model (output folder, flags, benchmarks, rewards and
+    their columns), load the model, then generate benchmark by benchmark, appending every
+    scored problem to ``samples.jsonl`` as it goes."""
+    from flexent.errors import UserError
+
+    try:
+        checked = _check(args)
+    except (UserError, SystemExit) as err:
+        return fail(str(err).removeprefix("flexent eval: "))
+    try:
+        return _evaluate(args, *checked)
+    except UserError as err:
+        return fail(str(err))
+
+
+def _check(args: argparse.Namespace) -> tuple[Any, list[int] | None, dict[str, Any], list[Any]]:
+    from flexent.errors import UserError
+    from flexent.evaluation.generation import SamplingConfig
+    from flexent.evaluation.runner import load_benchmarks
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    if (out / "results.json").exists() and not args.overwrite:
+        raise UserError(f"{out / 'results.json'} exists; choose another --out or pass --overwrite")
+    ks = _check_ks(args.ks, args.samples)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    try:
+        sampling = SamplingConfig(
+            args.temperature, args.top_p, args.top_k, args.max_new_tokens, args.seed
+        )
+    except ValueError as err:
+        raise UserError(f"sampling: {err}") from None
+    params = reward_params(args.reward_param)
+    # the files, rows and reward columns, before the model loads (chat formatting later)
+    benches = load_benchmarks(
+        args.benchmark, chat=False, reward=args.reward, split=args.split,
+        max_samples=args.max_samples, instruction=args.instruction,
+        system_prompt=args.system_prompt, data_dir=args.data_dir,
+    )  # fmt: skip
+    rewards = [_reward(bench, params) for bench in benches]
+    return sampling, ks, params, rewards
+
+
+def _reward(bench: Any, params: dict[str, Any]) -> Any:
+    from flexent.errors import UserError
+    from flexent.rewards import get_reward
+
+    try:
+        reward = get_reward(bench.reward, **params)
+    except (TypeError, ValueError) as err:  # an unknown keyword, an unknown reward
+        raise UserError(f"--reward-param for {bench.reward!r}: {err}") from None
+    missing_of = getattr(reward, "missing_columns", None)
+    if missing_of is None:
+        return reward
+    for i, row in enumerate(bench.rows):
+        missing = missing_of(row)
+        if missing:
+            raise UserError(
+                f"benchmark {bench.name} ({bench.source}): problem {i} lacks the column(s) "
+                f"{missing} that reward {bench.reward!r} reads; it has {sorted(row)}"
+            )
+    return reward
+
+
+def _evaluate(
+    args: argparse.Namespace,
+    sampling: Any,
+    ks: list[int] | None,
+    params: dict[str, Any],
+    rewards: list[Any],
+) -> int:
     from tqdm.auto import tqdm
 
-    from flexent.evaluation.generation import SamplingConfig
+    from flexent.errors import UserError
     from flexent.evaluation.metrics import default_ks
     from flexent.evaluation.results import build_results, results_table, write_results
     from flexent.evaluation.runner import build_generator, load_benchmarks, run_benchmark
-    from flexent.rewards import get_reward
 
-    existing = Path(args.out) / "results.json"
-    if existing.exists() and not args.overwrite:
-        raise SystemExit(
-            f"flexent eval: {existing} exists; choose another --out or pass --overwrite"
-        )
-    ks = _check_ks(args.ks, args.samples)
-    sampling = SamplingConfig(
-        args.temperature, args.top_p, args.top_k, args.max_new_tokens, args.seed
-    )
-    generator = build_generator(
-        args.model, sampling, backend=args.backend, gguf_file=args.gguf_file, dtype=args.dtype,
-        device=args.device, trust_remote_code=args.trust_remote_code, batch_size=args.batch_size,
-    )  # fmt: skip
-    chat = args.chat == "yes" or (
-        args.chat == "auto" and bool(getattr(generator.tokenizer, "chat_template", None))
-    )
+    try:
+        generator = build_generator(
+            args.model, sampling, backend=args.backend, gguf_file=args.gguf_file,
+            dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code,
+            batch_size=args.batch_size,
+        )  # fmt: skip
+    except (OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"model {args.model}: cannot load it: {first}") from None
+    chat = _choose_chat(args.chat, generator.tokenizer)
     benches = load_benchmarks(
         args.benchmark, chat=chat, reward=args.reward, split=args.split,
         max_samples=args.max_samples, instruction=args.instruction,
         system_prompt=args.system_prompt, data_dir=args.data_dir,
     )  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    samples_path = out / "samples.jsonl"
+    samples_path.write_text("")
     total = sum(len(b.rows) for b in benches)
     collected: dict[str, dict[str, Any]] = {}
-    with tqdm(total=total, unit="problem", disable=args.no_progress, file=sys.stderr) as bar:
-        for bench in benches:
+    with tqdm(total=total, unit="problem", disable=args.no_progress, file=sys.stderr) as bar, \
+            samples_path.open("a", encoding="utf-8") as samples:  # fmt: skip
+        for bench, reward in zip(benches, rewards, strict=True):
             bar.set_description(bench.name)
-            params = reward_params(args.reward_param)
-            try:
-                reward = get_reward(bench.reward, **params)
-            except TypeError as err:  # an unknown keyword of the reward's constructor
-                raise SystemExit(
-                    f"flexent eval: --reward-param for {bench.reward!r}: {err}"
-                ) from None
+
+            def keep(result: Any, row: dict[str, Any], name: str = bench.name) -> None:
+                record = {"benchmark": name, "index": result.index, "answer": result.answer,
+                          "correct": result.correct, "n": result.n, "scores": result.scores,
+                          "extracted": result.extracted, "completions": result.completions}  # fmt: skip
+                samples.write(json.dumps(record) + "\n")
+                samples.flush()
+
             problems = run_benchmark(
-                generator,
-                bench,
-                reward,
-                samples=args.samples,
-                keep_completions=args.save_completions,
-                progress=bar,
-            )
+                generator, bench, reward, samples=args.samples, keep_completions=True,
+                progress=bar, on_problem=keep,
+            )  # fmt: skip
+            if not args.save_completions:
+                for problem in problems:
+                    problem.completions = None
             collected[bench.name] = {
                 "source": bench.source,
                 "reward": bench.reward,
@@ -179,14 +256,25 @@ def run(args: argparse.Namespace) -> int:
     )
     json_path, md_path = write_results(results, args.out)
     print(results_table(results), end="")
-    print(f"wrote {json_path} and {md_path}")
+    print(f"wrote {json_path}, {md_path} and {samples_path}")
     return 0
+
+
+def _choose_chat(choice: str, tokenizer: Any) -> bool:
+    """``yes``/``no`` as given; ``auto``: the chat template when the tokenizer has one, said on
+    stderr so a wrong guess is visible."""
+    if choice != "auto":
+        return choice == "yes"
+    has = bool(getattr(tokenizer, "chat_template", None))
+    what = "using the tokenizer's chat template" if has else "the tokenizer has no chat template"
+    print(f"flexent eval: --chat auto: {what} (--chat yes/no to choose)", file=sys.stderr)
+    return has
 
 
 def _check_ks(ks: list[int] | None, samples: int) -> list[int] | None:
     if samples < 1:
-        raise SystemExit(f"flexent eval: --samples must be >= 1, got {samples}")
+        raise SystemExit(f"--samples must be >= 1, got {samples}")
     for k in ks or ():
         if not 1 <= k <= samples:
-            raise SystemExit(f"flexent eval: --ks value {k} must be in [1, --samples={samples}]")
+            raise SystemExit(f"--ks value {k} must be in [1, --samples={samples}]")
     return sorted(set(ks)) if ks else None

@@ -1,8 +1,17 @@
-"""``flexent train CONFIG.yaml [key.sub=value ...] [--resume]``: one GRPO run (docs/training.md)."""
+"""``flexent train CONFIG.yaml [key.sub=value ...] [--resume]``: one GRPO run (docs/training.md).
+
+A mistake (config, data file, reward parameters, model path, resume state) is reported as one
+line, ``flexent train: <problem and where>``, before the model loads, with exit status 2 and
+no run directory left behind.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+# `flexent train CFG --resume key=value`: overrides may follow the flags (cli.main)
+TRAILING_OVERRIDES = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue the run in output.dir from its last checkpoint",
     )
     parser.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: accept changed schedule settings (max_steps, entropy_control, "
+        "steps per generation), which jump the strategy's schedule mid-run",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -24,24 +39,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from flexent.config import ConfigError, load_config
+def fail(message: str) -> int:
+    print(f"flexent train: {message}", file=sys.stderr)
+    return 2
 
+
+def run(args: argparse.Namespace) -> int:
+    from flexent.config import load_config
+    from flexent.errors import UserError
+
+    if args.threads is not None and args.threads < 1:
+        return fail(f"--threads must be >= 1, got {args.threads}")
+    if args.allow_config_change and not args.resume:
+        return fail("--allow-config-change goes with --resume")
     try:
         cfg = load_config(args.config, args.overrides)
-    except ConfigError as err:
-        print(f"flexent train: {err}")
-        return 2
+    except UserError as err:
+        return fail(str(err))
     if args.threads is not None:
-        if args.threads < 1:
-            print(f"flexent train: --threads must be >= 1, got {args.threads}")
-            return 2
         import torch
 
         torch.set_num_threads(args.threads)
     from flexent.integrations.trl.run import run_training
 
-    result = run_training(cfg, resume=args.resume)
+    try:
+        result = run_training(cfg, resume=args.resume, allow_config_change=args.allow_config_change)
+    except UserError as err:
+        return fail(str(err))
     print(f"run directory: {result.run_dir} (step {result.global_step})")
     for name in ("start", "final"):
         if name in result.eval:

@@ -147,7 +147,7 @@ def _records(
             raise DataError(f"{path}: split={split!r} given for a single file (it has no splits)")
         return read_file(path), (None, None)
     if path.suffix.lower() in FILE_SUFFIXES:
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise DataError(f"data file not found: {path}")
     return read_hf(name, split), (None, None)
 
 

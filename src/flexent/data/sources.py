@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flexent.errors import UserError
+
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 DATA_DIR_ENV = "FLEXENT_DATA_DIR"
 Record = tuple[str, "dict[str, Any] | Exception"]
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data source or row is unusable; the message names the file and line/row."""
 
 
@@ -48,25 +50,28 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
-def resolve_benchmark(name: str, split: str | None, data_dir: str | os.PathLike | None) -> Path:
-    """The file of built-in benchmark ``name``: ``<dir>/<file>`` or ``<dir>/math/<file>``.
+def data_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where built-in benchmark files are looked for, in order: ``data_dir``,
+    ``$FLEXENT_DATA_DIR``, ``./data``, ``~/.cache/flexent/data`` (each also with ``math/``)."""
+    roots = [Path(d) for d in (data_dir, os.environ.get(DATA_DIR_ENV)) if d]
+    roots += [Path("data"), Path.home() / ".cache" / "flexent" / "data"]
+    return [r / sub for r in roots for sub in ("", "math")]
 
-    ``<dir>`` is ``data_dir`` if given, else ``$FLEXENT_DATA_DIR``.
-    """
+
+def resolve_benchmark(name: str, split: str | None, data_dir: str | os.PathLike | None) -> Path:
+    """The file of built-in benchmark ``name`` in the first of :func:`data_dirs` holding it."""
     bench = BENCHMARKS[name]
     split = split or bench.default_split
     if split not in bench.files:
         raise DataError(f"benchmark {name!r} has no split {split!r}; splits: {sorted(bench.files)}")
     filename = bench.files[split]
-    roots = [Path(d) for d in (data_dir, os.environ.get(DATA_DIR_ENV)) if d]
-    tried = [r / sub / filename for r in roots for sub in ("", "math")]
-    for path in tried:
-        if path.is_file():
-            return path
-    where = ", ".join(map(str, tried)) or "nowhere (no data directory given)"
-    raise FileNotFoundError(
-        f"benchmark {name!r} ({split}): {filename} not found; looked in {where}. Pass "
-        f"data_dir=... or set {DATA_DIR_ENV} to the directory holding {filename}."
+    tried = data_dirs(data_dir)
+    for folder in tried:
+        if (folder / filename).is_file():
+            return folder / filename
+    raise DataError(
+        f"benchmark {name!r} ({split}): {filename} not found in {', '.join(map(str, tried))}; "
+        f"pass --data-dir (flexent eval) / data.params.data_dir, or set {DATA_DIR_ENV}"
     )
 
 

@@ -51,7 +51,12 @@ class Generator(Protocol):
     tokenizer: Any
 
     def generate(
-        self, prompts: Sequence[Prompt], *, n: int, progress: ProgressFn | None = None
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        n: int,
+        progress: ProgressFn | None = None,
+        batch_offset: int = 0,
     ) -> list[list[str]]: ...
 
 
@@ -86,14 +91,25 @@ class TransformersGenerator:
         self.model, self.tokenizer = model, tokenizer
         self.sampling, self.batch_size = sampling, batch_size
 
+    def prompts_per_batch(self, n: int) -> int:
+        """Prompts per ``generate`` forward pass for ``n`` samples each."""
+        return max(1, self.batch_size // n)
+
     def generate(
-        self, prompts: Sequence[Prompt], *, n: int, progress: ProgressFn | None = None
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        n: int,
+        progress: ProgressFn | None = None,
+        batch_offset: int = 0,
     ) -> list[list[str]]:
+        """``n`` completions per prompt. ``batch_offset``: the index of the first batch in a
+        longer run split into calls (the seeds continue as in one call)."""
         if n < 1:
             raise ValueError(f"n (samples per prompt) must be >= 1, got {n}")
-        per_batch = max(1, self.batch_size // n)
+        per_batch = self.prompts_per_batch(n)
         out: list[list[str]] = []
-        for b, start in enumerate(range(0, len(prompts), per_batch)):
+        for b, start in enumerate(range(0, len(prompts), per_batch), start=batch_offset):
             batch = prompts[start : start + per_batch]
             out.extend(self._generate_batch(batch, n=n, seed=self.sampling.seed + b))
             if progress is not None:
@@ -180,7 +196,12 @@ class VLLMGenerator:
         self.tokenizer = self.llm.get_tokenizer()
 
     def generate(
-        self, prompts: Sequence[Prompt], *, n: int, progress: ProgressFn | None = None
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        n: int,
+        progress: ProgressFn | None = None,
+        batch_offset: int = 0,
     ) -> list[list[str]]:
         from vllm import SamplingParams
 

@@ -8,7 +8,7 @@ procedural task spec) and are scored with the matching reward from :mod:`flexent
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,27 +75,39 @@ def run_benchmark(
     samples: int,
     keep_completions: bool = False,
     progress: Any = None,
+    on_problem: Callable[[ProblemResult, dict[str, Any]], None] | None = None,
+    chunk: int = 64,
 ) -> list[ProblemResult]:
-    """Generate ``samples`` completions per row of ``bench`` and score them with ``reward``.
+    """Generate ``samples`` completions per row of ``bench`` and score them with ``reward``,
+    ``chunk`` prompts at a time; ``on_problem(result, row)`` is called as each problem is
+    scored (e.g. to append it to a file, so a late failure keeps what was generated).
 
     ``progress`` is an optional tqdm-like object; its ``update(n)`` is called per batch.
     """
     if not bench.rows:
         raise ValueError(f"benchmark {bench.name!r} ({bench.source}) has no problems")
-    prompts = [row["prompt"] for row in bench.rows]
     update = None if progress is None else progress.update
-    completions = generator.generate(prompts, n=samples, progress=update)
-    if len(completions) != len(prompts):
-        raise RuntimeError(
-            f"backend {generator.name} returned {len(completions)} completion lists for "
-            f"{len(prompts)} prompts"
+    # chunks of whole generation batches, so the seeds are those of one call
+    per = generator.prompts_per_batch(samples) if hasattr(generator, "prompts_per_batch") else 1
+    chunk = max(per, chunk // per * per)
+    problems: list[ProblemResult] = []
+    for start in range(0, len(bench.rows), chunk):
+        rows = bench.rows[start : start + chunk]
+        completions = generator.generate(
+            [r["prompt"] for r in rows], n=samples, progress=update, batch_offset=start // per
         )
-    problems = []
-    for i, (row, texts) in enumerate(zip(bench.rows, completions, strict=True)):
-        result = score_problem(i, row, texts, reward)
-        if keep_completions:
-            result.completions = list(texts)
-        problems.append(result)
+        if len(completions) != len(rows):
+            raise RuntimeError(
+                f"backend {generator.name} returned {len(completions)} completion lists for "
+                f"{len(rows)} prompts"
+            )
+        for i, (row, texts) in enumerate(zip(rows, completions, strict=True), start=start):
+            result = score_problem(i, row, texts, reward)
+            if keep_completions:
+                result.completions = list(texts)
+            problems.append(result)
+            if on_problem is not None:
+                on_problem(result, row)
     return problems
 
 

@@ -44,12 +44,12 @@ def make_report(
 
     if not run_dirs:
         raise ValueError("make_report: give at least one run directory")
-    runs = [load_run(d) for d in run_dirs]
+    notes: list[str] = []
+    runs = [load_run(d, notes=notes) for d in run_dirs]
     _dedupe_names(runs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[tuple[str, Path]] = []
-    notes: list[str] = []
     for spec in FIGURES:
         path, spec_notes = plot_figure(spec, runs, out)
         notes += spec_notes

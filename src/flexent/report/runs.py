@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flexent.errors import UserError
 
-class MetricsFormatError(ValueError):
+
+class MetricsFormatError(UserError):
     """A malformed metrics file; the message names the file and the line."""
 
 
@@ -50,20 +52,53 @@ class Run:
         return any(key in r for r in self.records)
 
 
-def read_metrics(path: str | Path) -> list[dict[str, float]]:
-    """Parse a ``metrics.jsonl`` file into records sorted by step (see the module docstring)."""
-    file = Path(path)
+def read_metrics(path: str | Path, notes: list[str] | None = None) -> list[dict[str, float]]:
+    """Parse a ``metrics.jsonl`` file into records sorted by step (see the module docstring).
+
+    A last line that is not valid JSON is the torn write of a killed run: it is dropped, with
+    a note appended to ``notes``; an invalid line anywhere else raises
+    :class:`MetricsFormatError` naming the file and line."""
     by_step: dict[int, dict[str, float]] = {}
-    with file.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            record = _parse_line(line, f"{file}:{lineno}")
-            by_step.setdefault(int(record["step"]), {}).update(record)
+    for _, record in metrics_lines(path, notes):
+        values = _numeric(record)
+        by_step.setdefault(int(values["step"]), {}).update(values)
     return [by_step[s] for s in sorted(by_step)]
 
 
-def _parse_line(line: str, where: str) -> dict[str, float]:
+def metrics_lines(
+    path: str | Path, notes: list[str] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(raw line, parsed object)`` of every non-blank line of a metrics file, with the
+    torn-last-line rule of :func:`read_metrics` (the dropped line is not returned)."""
+    file = Path(path)
+    lines = [
+        (n, line.rstrip("\n"))
+        for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1)
+        if line.strip()
+    ]
+    out = []
+    for i, (lineno, line) in enumerate(lines):
+        try:
+            obj = _parse_line(line, f"{file}:{lineno}")
+        except MetricsFormatError:
+            if i == len(lines) - 1 and not _is_json(line):
+                if notes is not None:
+                    notes.append(f"{file}:{lineno}: last line is cut short (a killed run); dropped")
+                break
+            raise
+        out.append((line, obj))
+    return out
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_line(line: str, where: str) -> dict[str, Any]:
     try:
         obj = json.loads(line)
     except ValueError as err:
@@ -73,6 +108,10 @@ def _parse_line(line: str, where: str) -> dict[str, float]:
     step = obj.get("step")
     if isinstance(step, bool) or not isinstance(step, int | float) or step != int(step):
         raise MetricsFormatError(f"{where}: missing or non-integer 'step' (got {step!r})")
+    return obj
+
+
+def _numeric(obj: dict[str, Any]) -> dict[str, float]:
     return {
         k: float(v)
         for k, v in obj.items()
@@ -95,7 +134,9 @@ def read_strategy(config_path: Path) -> str | None:
     return str(strategy) if strategy else None
 
 
-def load_run(run_dir: str | Path, *, name: str | None = None) -> Run:
+def load_run(
+    run_dir: str | Path, *, name: str | None = None, notes: list[str] | None = None
+) -> Run:
     """Load a run directory; ``metrics.jsonl`` is required, the rest optional."""
     from flexent.evaluation.results import load_results
 
@@ -111,7 +152,7 @@ def load_run(run_dir: str | Path, *, name: str | None = None) -> Run:
         name=name or path.resolve().name,
         path=path,
         strategy=read_strategy(path / "config.yaml"),
-        records=read_metrics(metrics),
+        records=read_metrics(metrics, notes),
         eval_results=load_results(results) if results.is_file() else None,
         train_eval=_read_json(train_eval) if train_eval.is_file() else None,
     )

@@ -6,6 +6,7 @@ last number in the text (``1,234`` and ``-12`` understood; ``12.0`` equals ``12`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
@@ -14,6 +15,9 @@ from flexent.rewards.base import Reward, RewardResult, completion_text, require
 from flexent.rewards.extract import answer_tag, last_boxed, last_number, strip_thousands
 from flexent.rewards.registry import register_reward
 
+# The exponent of a number in Fraction's syntax ("1e3", "2.5E-4", "1e1_000").
+_EXPONENT = re.compile(r"[eE]([-+]?\d+(?:_\d+)*)")
+
 
 def _as_number(s: str | None, max_digits: int) -> Fraction | None:
     if s is None:
@@ -21,6 +25,12 @@ def _as_number(s: str | None, max_digits: int) -> Fraction | None:
     s = strip_thousands(s.strip().strip("$").strip())
     if len(s) > max_digits:
         return None
+    # Fraction("1e999999999") would build 10**999999999; no |exponent| above max_digits.
+    exponent = _EXPONENT.search(s)
+    if exponent:
+        digits = exponent.group(1).lstrip("+-").replace("_", "").lstrip("0")
+        if len(digits) > len(str(max_digits)) or int(digits or "0") > max_digits:
+            return None
     try:
         return Fraction(s)
     except (ValueError, ZeroDivisionError):
@@ -36,12 +46,14 @@ class ArithmeticReward(Reward):
     """
 
     name = "arithmetic"
+    columns: tuple[str, ...] = ("answer",)
 
     def __init__(
         self, *, answer_key: str = "answer", max_chars: int = 20_000, max_digits: int = 100
     ) -> None:
         super().__init__()
         self.answer_key, self.max_chars, self.max_digits = answer_key, max_chars, max_digits
+        self.columns = (answer_key,)
 
     def score(self, completion: Any, example: Mapping[str, Any]) -> RewardResult:
         gold = _as_number(str(require(example, self.answer_key, self.name)), self.max_digits)

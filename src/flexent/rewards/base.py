@@ -5,8 +5,11 @@ A reward is an object with two entry points:
 * ``reward(completions, **columns) -> list[float | None]``: TRL's reward-function signature.
   ``columns`` hold one list per dataset column (``answer``, ``numbers``, ...), aligned with
   ``completions``; non-list keyword arguments (TRL's ``trainer_state``, ``log_metric``, ...) are
-  ignored. ``None`` means "not scorable" (e.g. an unparseable gold answer) and is excluded from
-  the mean by TRL.
+  not per-item data (a reward may use ``log_metric(name, value)`` to log a scalar, as ``math``
+  does for its timeouts). ``None`` means "not scorable" (e.g. an unparseable gold answer) and
+  is excluded from the mean by TRL.
+* ``reward.columns`` / ``reward.missing_columns(row)``: the per-item columns a reward reads,
+  so a dataset can be checked before generating.
 * ``reward.score(completion, example) -> RewardResult``: the per-item form used by verl's
   ``compute_score`` and by evaluation; ``info`` says what was extracted and why it scored so.
 
@@ -66,17 +69,35 @@ class Reward:
     """
 
     name: str = "reward"
+    #: The per-item dataset columns ``score`` reads (``()``: none, or unknown).
+    columns: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         # TRL names reward columns after ``__name__``; an instance has none by default.
         self.__name__ = self.name
 
+    def missing_columns(self, row: Mapping[str, Any]) -> list[str]:
+        """The columns of :attr:`columns` that ``row`` (one dataset row) lacks, in order.
+
+        Check a dataset before generating: ``reward.missing_columns(dataset[0])``.
+
+        >>> class Needs(Reward):
+        ...     columns = ("numbers", "target")
+        >>> Needs().missing_columns({"numbers": [1, 2], "prompt": "..."})
+        ['target']
+        """
+        return [c for c in self.columns if c not in row]
+
     def score(self, completion: Any, example: Mapping[str, Any]) -> RewardResult:
         raise NotImplementedError
 
-    def __call__(self, completions: Sequence[Any], **columns: Any) -> list[float | None]:
+    def score_batch(self, completions: Sequence[Any], **columns: Any) -> list[RewardResult]:
+        """``score`` of each completion of a TRL batch (same arguments as ``__call__``)."""
         examples = per_item(columns, len(completions))
-        return [self.score(c, ex).score for c, ex in zip(completions, examples, strict=True)]
+        return [self.score(c, ex) for c, ex in zip(completions, examples, strict=True)]
+
+    def __call__(self, completions: Sequence[Any], **columns: Any) -> list[float | None]:
+        return [r.score for r in self.score_batch(completions, **columns)]
 
 
 def per_item(columns: Mapping[str, Any], n: int) -> list[dict[str, Any]]:

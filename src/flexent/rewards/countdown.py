@@ -31,6 +31,7 @@ class CountdownReward(Reward):
     """
 
     name = "countdown"
+    columns: tuple[str, ...] = ("numbers", "target")
 
     def __init__(
         self,
@@ -52,8 +53,7 @@ class CountdownReward(Reward):
         if found is None:
             found = last_boxed(text)
         if found is None and self.last_line_fallback:
-            lines = [line.strip() for line in text.splitlines() if line.strip()]
-            found = lines[-1] if lines else None
+            found = next((s for line in reversed(text.splitlines()) if (s := line.strip())), None)
         return found
 
     def score(self, completion: Any, example: Mapping[str, Any]) -> RewardResult:

@@ -1,23 +1,33 @@
 """Answer extraction from model output: ``\\boxed{}``, ``<answer>`` tags, last number.
 
-Pure string scanning (no regex backtracking on nested input), linear in the text length.
+Every extractor is linear in the text length (model output can be megabytes of hostile text):
+plain ``str.find`` scans, one brace-matching pass, and only regexes that cannot backtrack
+super-linearly.
 """
 
 from __future__ import annotations
 
 import re
 
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)")
+_BRACES = re.compile(r"[{}]")
+_BARE_BOX_ARG = re.compile(r" +([^\s$]+)")
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?|-?\.\d+")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_OPEN_TAG, _CLOSE_TAG = "<answer>", "</answer>"
 
 
 def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), nested braces included.
 
-    Also accepts the brace-less form ``\\boxed 5``. An unclosed last box is skipped in favour
-    of the previous complete one; ``None`` when there is no complete box.
+    Also accepts the brace-less form ``\\boxed 5`` (up to the next whitespace or ``$``). An
+    unclosed last box is skipped in favour of the previous complete one; ``None`` when there
+    is no complete box.
+
+    Box commands are read in order of position; a complete box is kept and reading resumes
+    after its closing brace (so boxes nested inside it are not separate answers); an unclosed
+    box is ignored and reading resumes right after its ``{``. Linear time: one regex pass for
+    the commands, one brace-matching pass with a stack, one pass over the commands.
 
     >>> last_boxed(r"first \\boxed{1}, then \\boxed{\\frac{3}{4}}")
     '\\\\frac{3}{4}'
@@ -26,45 +36,78 @@ def last_boxed(text: str) -> str | None:
     >>> last_boxed("no box") is None
     True
     """
+    if "\\boxed" not in text and "\\fbox" not in text:
+        return None
+    commands = [(m.start(), m.end()) for m in _BOX_COMMAND.finditer(text)]
+    n = len(text)
+    opens = [arg for _, arg in commands if arg < n and text[arg] == "{"]
+    closing = _matching_braces(text, opens)
     found: str | None = None
     pos = 0
-    while True:
-        starts = [(i, c) for c in _BOX_COMMANDS if (i := text.find(c, pos)) >= 0]
-        if not starts:
-            return found
-        start, cmd = min(starts)
-        content, end = _box_content(text, start + len(cmd))
+    for start, arg in commands:
+        if start < pos:  # inside the previous complete box
+            continue
+        content: str | None = None
+        end = arg
+        if arg < n and text[arg] == " ":
+            m = _BARE_BOX_ARG.match(text, arg)
+            if m:
+                content, end = m.group(1), m.end()
+        elif arg < n and text[arg] == "{":
+            close = closing.get(arg)
+            if close is None:
+                end = arg + 1  # unclosed: resume right after its brace
+            else:
+                content, end = text[arg + 1 : close], close + 1
         if content is not None:
             found = content
-        pos = max(end, start + len(cmd))
+        pos = end
+    return found
 
 
-def _box_content(text: str, i: int) -> tuple[str | None, int]:
-    """Parse the argument of a box command starting at ``text[i]``; (content, end index)."""
-    if i < len(text) and text[i] == " ":  # "\boxed 5": the argument runs to the next space / $
-        m = re.match(r" +([^\s$]+)", text[i:])
-        return (m.group(1), i + m.end()) if m else (None, i)
-    if i >= len(text) or text[i] != "{":
-        return None, i
-    depth = 0
-    for j in range(i, len(text)):
+def _matching_braces(text: str, opens: list[int]) -> dict[int, int]:
+    """``{open: close}`` for the ``{`` at each position in ``opens`` that is closed.
+
+    The ``}`` closing the ``{`` at ``i`` is the first one after ``i`` where the brace depth
+    counted from ``i`` returns to 0, which is the ``}`` that pops it in one left-to-right stack
+    pass (braces before the first wanted ``{`` cannot affect it, so the pass starts there).
+    """
+    if not opens:
+        return {}
+    wanted = set(opens)
+    closing: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACES.finditer(text, opens[0]):
+        j = m.start()
         if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j], j + 1
-    return None, i + 1
+            stack.append(j)
+        elif stack:
+            i = stack.pop()
+            if i in wanted:
+                closing[i] = j
+    return closing
 
 
 def answer_tag(text: str) -> str | None:
     """Content of the last ``<answer>...</answer>`` pair, stripped.
 
+    Pairs like the regex ``<answer>(.*?)</answer>`` (non-greedy, left to right): a pair opens at
+    the first ``<answer>`` at or after the end of the previous pair and closes at the first
+    ``</answer>`` after it, so ``<answer>a<answer>b</answer>`` gives ``'a<answer>b'``. Linear
+    time (the regex is quadratic on many unclosed tags).
+
     >>> answer_tag("<think>hm</think><answer> (1 + 2) * 3 </answer>")
     '(1 + 2) * 3'
     """
-    matches = _ANSWER_TAG.findall(text)
-    return matches[-1].strip() if matches else None
+    found: str | None = None
+    pos = 0
+    while (start := text.find(_OPEN_TAG, pos)) >= 0:
+        close = text.find(_CLOSE_TAG, start + len(_OPEN_TAG))
+        if close < 0:  # no later <answer> can be closed either
+            break
+        found = text[start + len(_OPEN_TAG) : close]
+        pos = close + len(_CLOSE_TAG)
+    return None if found is None else found.strip()
 
 
 def last_number(text: str) -> str | None:

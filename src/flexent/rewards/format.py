@@ -15,7 +15,7 @@ from flexent.rewards.base import Reward, RewardResult, completion_text
 from flexent.rewards.extract import answer_tag, last_boxed
 from flexent.rewards.registry import register_reward
 
-_THINK_ANSWER = re.compile(r"\s*<think>.*?</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
+_SPACES = re.compile(r"\s*")
 STYLES = ("boxed", "answer", "think_answer")
 
 
@@ -29,6 +29,7 @@ class FormatReward(Reward):
     """
 
     name = "format"
+    columns: tuple[str, ...] = ()
 
     def __init__(
         self, *, style: str = "boxed", weight: float = 1.0, max_chars: int = 20_000
@@ -47,9 +48,40 @@ class FormatReward(Reward):
         elif self.style == "answer":
             found = answer_tag(text)
         else:
-            m = _THINK_ANSWER.fullmatch(text)
-            found = m.group(1) if m else None
+            found = think_answer(text)
         ok = bool(found and found.strip())
         return RewardResult(
             self.weight if ok else 0.0, {"reason": "ok" if ok else "format_missing"}
         )
+
+
+def think_answer(text: str) -> str | None:
+    """The answer when the text is exactly ``<think>...</think>`` then ``<answer>...</answer>``.
+
+    Same result as ``re.fullmatch(r"\\s*<think>.*?</think>\\s*<answer>(.*?)</answer>\\s*", text,
+    re.DOTALL).group(1)`` (``None`` when it does not match), in linear time (that regex is
+    quadratic on many ``</think><answer>`` pairs). The closing ``</answer>`` must end the text
+    (whitespace aside), so it is fixed; the regex then takes the first ``</think>`` (lazy) that
+    is followed by optional whitespace and an ``<answer>`` opening before that closing tag.
+
+    >>> think_answer("<think>a</think> <answer> 3 </answer>")
+    ' 3 '
+    >>> think_answer("<think>a</think><answer>3</answer> trailing") is None
+    True
+    """
+    body = text.rstrip()
+    if not body.endswith("</answer>"):
+        return None
+    close = len(body) - len("</answer>")
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("<think>", start):
+        return None
+    pos = start + len("<think>")
+    while (think_end := text.find("</think>", pos)) >= 0:
+        after = think_end + len("</think>")
+        spaces = _SPACES.match(text, after)  # always matches (possibly empty)
+        opening = spaces.end() if spaces else after
+        if text.startswith("<answer>", opening) and opening + len("<answer>") <= close:
+            return text[opening + len("<answer>") : close]
+        pos = think_end + 1
+    return None

@@ -9,27 +9,134 @@ runs under the timeout):
    there is no box (``number_fallback=True``). None -> score 0, ``info["reason"] = "no_answer"``.
 3. Gold: ``example[answer_key]`` normalised (GSM8K ``#### 1,234`` -> ``1234``, a MATH solution
    -> its last ``\\boxed{}``); thousands separators dropped.
-4. Equal strings score 1 at once; otherwise math-verify checks ``verify(parse(gold),
-   parse(pred))`` (gold first: it is the reference) with both wrapped in ``$...$`` (bare LaTeX
-   parses to nothing otherwise). A percentage also counts as its value over 100, so ``50\\%``
-   and ``0.5`` match (math-verify alone reads ``50\\%`` as 50).
+4. Equal strings score 1 at once.
+5. Cheap string checks before any parsing (score 0): ``reason="not_math"`` for Python code
+   words (``lambda``, ``import``, ``__``, ...: math-verify would otherwise pick a number out of
+   ``(lambda: 12)()``), ``reason="too_complex"`` for bracket nesting deeper than
+   ``max_nesting``, exponent chains longer than ``max_power_depth`` (``9^{9^{9}}``) or integer
+   exponents longer than ``max_exponent_digits`` digits (:func:`answer_complexity`); a limit
+   is raised to the gold answer's own value when the gold needs more. Such answers would
+   otherwise spend the whole timeout in sympy.
+6. Otherwise math-verify checks ``verify(parse(gold), parse(pred))`` (gold first: it is the
+   reference) with both wrapped in ``$...$`` (bare LaTeX parses to nothing otherwise). A
+   percentage also counts as its value over 100, so ``50\\%`` and ``0.5`` match (math-verify
+   alone reads ``50\\%`` as 50).
 
 math-verify's own timeouts use ``SIGALRM``, which fails outside the main thread, so they are
 switched off (``parsing_timeout=None``, ``timeout_seconds=None``) and the whole check runs
-in a killable worker process (:func:`flexent.rewards.timeout.run_with_timeout`). Timeouts and errors score 0 with
-``info["error"]``; an unparseable gold answer scores ``None`` (not scorable).
+in a killable worker process (:func:`flexent.rewards.timeout.run_with_timeout`). Timeouts and
+errors score 0 with ``info["error"]`` (a timeout also has ``info["reason"] = "timeout"``); an
+unparseable gold answer scores ``None`` (not scorable). Called by TRL with a ``log_metric``
+keyword, the reward logs ``rewards/<name>/timeouts``: the fraction of the batch's completions
+whose check was killed at the timeout.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from flexent.rewards.base import Reward, RewardResult, completion_text, require
 from flexent.rewards.extract import last_boxed, last_number, normalize_gold, strip_thousands
 from flexent.rewards.registry import register_reward
-from flexent.rewards.timeout import WorkerPool, run_with_timeout
+from flexent.rewards.timeout import CheckTimeout, WorkerPool, run_with_timeout
+
+# Python code words that are no LaTeX math (``\lambda`` is: a backslash before the word).
+_CODE = re.compile(r"__|(?<![\\A-Za-z])(?:lambda|import|exec|eval|def|return)(?![A-Za-z])")
+_OPENERS, _CLOSERS = "({[", ")}]"
+
+
+class Complexity(NamedTuple):
+    """What :func:`answer_complexity` measures of an answer string."""
+
+    nesting: int  # deepest bracket nesting, ( [ { counted alike
+    power_depth: int  # most ^ (or **) in one exponent chain: x^2 -> 1, 9^{9^{9}} -> 2
+    exponent_digits: int  # longest integer literal inside an exponent: 2^{2023} -> 4
+
+
+def answer_complexity(s: str) -> Complexity:
+    """Nesting, exponent-chain depth and exponent size of a LaTeX answer; one linear scan.
+
+    Pure string work, so hostile answers are rejected before any parser sees them. An exponent
+    is the operand after ``^`` / ``**``: a bracket group, a single letter, a number or a
+    command; a ``^`` whose base is itself in an exponent (``9^{9^{9}}``, ``9^9^9``,
+    ``9^(9^(9))``, ``e^{\\frac{1}{x^2}}``) makes the chain one longer.
+
+    >>> answer_complexity(r"\\frac{\\sqrt{3}}{2}")
+    Complexity(nesting=2, power_depth=0, exponent_digits=0)
+    >>> answer_complexity(r"x^2+y^2"), answer_complexity(r"9^{9^{9}}")[1:]
+    (Complexity(nesting=0, power_depth=1, exponent_digits=1), (2, 1))
+    """
+    depth = max_depth = max_power = exp_digits = 0
+    level = 0  # exponent level of the current position
+    atom: int | None = None  # level of the last complete operand (the base of a following ^)
+    pending: int | None = None  # the next operand is an exponent at this level
+    stack: list[tuple[int, int | None]] = []  # per open bracket: (outer level, exponent level)
+    i, n = 0, len(s)
+    while i < n:
+        c = s[i]
+        if c in _OPENERS:
+            depth += 1
+            max_depth = max(max_depth, depth)
+            stack.append((level, pending))
+            if pending is not None:
+                level = pending
+            atom = pending = None
+            i += 1
+        elif c in _CLOSERS:
+            depth = max(depth - 1, 0)
+            if stack:
+                level, group_exponent = stack.pop()
+                atom = level if group_exponent is None else group_exponent
+                j = _skip_spaces(s, i + 1)
+                if group_exponent is not None and j < n and s[j] in "{[":
+                    pending = group_exponent  # \frac{a}{b} after ^: both groups are exponent
+            i += 1
+        elif c == "^" or s.startswith("**", i):
+            base = level if atom is None else atom
+            pending = base + 1
+            max_power = max(max_power, pending)
+            atom = None
+            i += 1 if c == "^" else 2
+        elif c.isdigit():
+            j = i
+            while j < n and s[j].isdigit():
+                j += 1
+            here = level if pending is None else pending
+            if here > 0 and not (i > 0 and s[i - 1] == "."):
+                exp_digits = max(exp_digits, j - i)
+            atom, pending = here, None
+            i = j
+        elif c == "\\":
+            j = i + 1
+            while j < n and s[j].isalpha():
+                j += 1
+            if j == i + 1:  # \{ \, ...: read the escaped character as itself
+                i = j
+                continue
+            k = _skip_spaces(s, j)
+            if not (k < n and s[k] in _OPENERS):  # \pi: an operand; \frac{, \left(: not yet
+                atom, pending = (level if pending is None else pending), None
+            i = j
+        elif c.isalpha():
+            atom, pending = (level if pending is None else pending), None
+            i += 1
+        elif c.isspace():
+            i += 1
+        else:  # an operator or punctuation: no operand before the next ^
+            if c not in "+-":  # 10^-5: a sign keeps the exponent pending
+                pending = None
+            atom = None
+            i += 1
+    return Complexity(max_depth, max_power, exp_digits)
+
+
+def _skip_spaces(s: str, i: int) -> int:
+    while i < len(s) and s[i].isspace():
+        i += 1
+    return i
 
 
 def _wrap(s: str) -> str:
@@ -83,7 +190,13 @@ class MathReward(Reward):
         answer_key: the gold-answer column.
         max_chars: only the last ``max_chars`` characters of a completion are read.
         max_answer_chars: longer extracted answers score 0 without a symbolic check.
+        max_nesting: deeper bracket nesting in the answer scores 0 (``too_complex``).
+        max_power_depth: longer exponent chains (``9^{9^{9}}`` has 2) score 0.
+        max_exponent_digits: longer integer exponents (``9^{9999999}``) score 0.
         pool: worker pool to use (default: one shared per process).
+
+    The three complexity limits are raised to the gold answer's own values where it needs
+    more, so an answer is never rejected for being as complex as the gold.
 
     >>> reward = MathReward()
     >>> reward([r"... so the answer is $\\boxed{12}$.", "I give up"], answer=["#### 12", "12"])
@@ -95,6 +208,7 @@ class MathReward(Reward):
     """
 
     name = "math"
+    columns: tuple[str, ...] = ("answer",)
 
     def __init__(
         self,
@@ -104,6 +218,9 @@ class MathReward(Reward):
         answer_key: str = "answer",
         max_chars: int = 20_000,
         max_answer_chars: int = 1_000,
+        max_nesting: int = 10,
+        max_power_depth: int = 1,
+        max_exponent_digits: int = 6,
         pool: WorkerPool | None = None,
     ) -> None:
         super().__init__()
@@ -112,8 +229,10 @@ class MathReward(Reward):
         self.timeout = timeout
         self.number_fallback = number_fallback
         self.answer_key = answer_key
+        self.columns = (answer_key,)
         self.max_chars = max_chars
         self.max_answer_chars = max_answer_chars
+        self.limits = Complexity(max_nesting, max_power_depth, max_exponent_digits)
         self.pool = pool
 
     def extract(self, completion: Any) -> str | None:
@@ -137,10 +256,28 @@ class MathReward(Reward):
             return RewardResult(0.0, {**info, "reason": "answer_too_long"})
         if pred.strip() == gold:
             return RewardResult(1.0, {**info, "reason": "exact_match"})
+        if _CODE.search(pred):
+            return RewardResult(0.0, {**info, "reason": "not_math"})
+        complexity = answer_complexity(pred)
+        limits = [max(a, b) for a, b in zip(self.limits, answer_complexity(gold), strict=True)]
+        if any(c > limit for c, limit in zip(complexity, limits, strict=True)):
+            info["complexity"] = complexity._asdict()
+            return RewardResult(0.0, {**info, "reason": "too_complex"})
         try:
             ok = run_with_timeout(check_answer, (gold, pred), timeout=self.timeout, pool=self.pool)
-        except Exception as e:  # CheckTimeout, WorkerError (math-verify raised), WorkerDied
+        except CheckTimeout as e:
+            return RewardResult(0.0, {**info, "reason": "timeout", "error": f"CheckTimeout: {e}"})
+        except Exception as e:  # WorkerError (math-verify raised), WorkerDied
             return RewardResult(0.0, {**info, "error": f"{type(e).__name__}: {e}"})
         if ok is None:
             return RewardResult(None, {**info, "error": "gold answer does not parse"})
         return RewardResult(1.0 if ok else 0.0, {**info, "reason": "verified" if ok else "wrong"})
+
+    def __call__(self, completions: Sequence[Any], **columns: Any) -> list[float | None]:
+        """TRL form; also logs the fraction of timeouts through TRL's ``log_metric``."""
+        results = self.score_batch(completions, **columns)
+        log_metric = columns.get("log_metric")
+        if callable(log_metric) and results:
+            timeouts = sum(r.info.get("reason") == "timeout" for r in results)
+            log_metric(f"rewards/{self.__name__}/timeouts", timeouts / len(results))
+        return [r.score for r in results]

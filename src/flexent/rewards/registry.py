@@ -97,7 +97,12 @@ def _import_object(path: str) -> Any:
 
 
 class FunctionReward(Reward):
-    """Adapts a TRL-style reward function: ``score`` calls it on a batch of one."""
+    """Adapts a TRL-style reward function: ``score`` calls it on a batch of one.
+
+    Its columns are unknown: :attr:`columns` is ``()``, so ``missing_columns`` finds none.
+    """
+
+    columns: tuple[str, ...] = ()
 
     def __init__(self, fn: Callable[..., Sequence[float | None]], *, name: str) -> None:
         self.fn = fn

@@ -32,10 +32,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from flexent.errors import UserError
+
 SPEC_KEYS = ("name", "base", "bootstrap", "out", "overrides", "groups", "grid", "seeds", "baseline")
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A bad sweep spec; the message names the file and the key."""
 
 

@@ -44,6 +44,23 @@ def flexent_metrics(logs: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep the lines of ``metrics.jsonl`` up to ``step`` (a resumed run logs the later ones
+    again); a torn last line of a killed run is dropped with a warning."""
+    if not path.exists():
+        return
+    import warnings
+
+    from flexent.report.runs import metrics_lines
+
+    notes: list[str] = []
+    lines = metrics_lines(path, notes)
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    kept = [raw for raw, obj in lines if obj["step"] <= step]
+    path.write_text("".join(f"{line}\n" for line in kept))
+
+
 class MetricsJsonlCallback(TrainerCallback):
     """Appends one JSON line per logged optimizer step to ``path``.
 
@@ -56,13 +73,8 @@ class MetricsJsonlCallback(TrainerCallback):
         self._rollout: dict[str, float | None] = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero or not self.path.exists():
-            return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            if line.strip() and json.loads(line)["step"] <= state.global_step:
-                kept.append(line)
-        self.path.write_text("".join(f"{line}\n" for line in kept))
+        if state.is_world_process_zero:
+            truncate_metrics(self.path, state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or any(k in logs for k in SKIP_LOGS):
@@ -124,3 +136,37 @@ class MidTrainingEval(TrainerCallback):
         if state.global_step in self.steps and state.is_world_process_zero:
             t = self.trainer
             self.evaluate(f"step-{state.global_step}", t.model, t.processing_class)
+
+
+class RunTensorBoard(TrainerCallback):
+    """TensorBoard event files in ``log_dir`` (``trainer.report_to`` with ``tensorboard``).
+
+    The writer is created when training begins, not before (so a run that fails in set-up
+    leaves no folder), with ``purge_step`` = the step a resumed run continues from + 1: events
+    the killed run logged after its checkpoint are dropped instead of appearing twice.
+    """
+
+    def __init__(self, log_dir: str | Path) -> None:
+        self.log_dir = Path(log_dir)
+        self.writer: Any = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        purge = state.global_step + 1 if state.global_step > 0 else None
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=purge)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.writer is None or not logs:
+            return
+        for key, value in flexent_metrics(logs).items():
+            if math.isfinite(value):
+                self.writer.add_scalar(key, value, state.global_step)
+        self.writer.flush()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

@@ -13,11 +13,14 @@ Run directory (``output.dir``)::
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flexent.config import FlexentConfig, entropy_control, save_config
+from flexent.errors import UserError
+from flexent.integrations.trl.preflight import Plan, preflight
 
 
 @dataclass
@@ -43,59 +46,88 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
-def load_rows(cfg: FlexentConfig, *, evaluation: bool = False) -> list[dict[str, Any]]:
-    from flexent.data import load_prompts
-
-    d, e = cfg.data, cfg.evaluation
-    params = dict(d.params if not (evaluation and e.params) else e.params)
-    return load_prompts(
-        (e.source or d.source) if evaluation else d.source,
-        split=e.split if evaluation else d.split,
-        prompt_field=d.prompt_field,
-        answer_field=d.answer_field,
-        max_samples=e.max_samples if evaluation else d.max_samples,
-        instruction=d.instruction,
-        system_prompt=d.system_prompt,
-        chat=d.chat,
-        **params,
-    )
-
-
-def build_trainer(cfg: FlexentConfig, run_dir: Path) -> Any:
-    """A ``FlexentGRPOTrainer`` for ``cfg`` writing into ``run_dir``."""
+def build_trainer(cfg: FlexentConfig, run_dir: Path, plan: Plan) -> Any:
+    """A ``FlexentGRPOTrainer`` for ``cfg`` writing into ``run_dir`` (created later, by the
+    caller: nothing here writes files). A model that does not load is a UserError."""
     from datasets import Dataset
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
     from transformers.trainer_callback import ProgressCallback
     from trl import GRPOConfig
 
-    from flexent.integrations.trl.callbacks import MetricsJsonlCallback, ProgressBarCallback
-    from flexent.integrations.trl.trainer import FlexentGRPOTrainer
-    from flexent.models import load_model_and_tokenizer
-    from flexent.rewards import get_reward
-
-    m = cfg.model
-    model, tokenizer = load_model_and_tokenizer(
-        m.path, gguf_file=m.gguf_file, dtype=m.dtype, trust_remote_code=m.trust_remote_code
+    from flexent.integrations.trl.callbacks import (
+        MetricsJsonlCallback,
+        ProgressBarCallback,
+        RunTensorBoard,
     )
+    from flexent.integrations.trl.trainer import FlexentGRPOTrainer
+
+    model, tokenizer = _load_model(cfg)
     trainer_kwargs = {"logging_steps": 1, "save_strategy": "steps", **trainer_defaults(cfg.trainer)}
-    args = GRPOConfig(output_dir=str(run_dir), report_to=[], **trainer_kwargs)
-    control = entropy_control(cfg)
+    report_to = list(trainer_kwargs.pop("report_to", ["tensorboard"]))
+    # TensorBoard is flexent's (run_dir/tensorboard, purged past the step a resume starts
+    # from); every other integration (wandb, mlflow, trackio, ...) is TRL's own
+    args = GRPOConfig(
+        output_dir=str(run_dir), report_to=[r for r in report_to if r != "tensorboard"],
+        **trainer_kwargs,
+    )  # fmt: skip
     callbacks: list[Any] = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), ProgressBarCallback()]
-    if cfg.output.tensorboard:
-        callbacks.append(TensorBoardCallback(SummaryWriter(str(run_dir / "tensorboard"))))
+    if "tensorboard" in report_to:
+        callbacks.append(RunTensorBoard(run_dir / "tensorboard"))
     trainer = FlexentGRPOTrainer(
         model=model,
-        reward_funcs=[get_reward(cfg.reward.name, **cfg.reward.params)],
+        reward_funcs=[plan.reward],
         args=args,
-        train_dataset=Dataset.from_list(load_rows(cfg)),
+        train_dataset=Dataset.from_list(plan.rows),
         processing_class=tokenizer,
         peft_config=_peft_config(cfg),
         callbacks=callbacks,
-        entropy_control=control,
+        entropy_control=entropy_control(cfg),
     )
     trainer.remove_callback(ProgressCallback)
+    warn_long_prompts(tokenizer, model, plan.rows, cfg)
     return trainer
+
+
+def _load_model(cfg: FlexentConfig) -> tuple[Any, Any]:
+    from flexent.models import load_model_and_tokenizer
+
+    m = cfg.model
+    try:
+        return load_model_and_tokenizer(
+            m.path, gguf_file=m.gguf_file, dtype=m.dtype, trust_remote_code=m.trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"model.path {m.path}: cannot load the model: {first}") from None
+
+
+def warn_long_prompts(
+    tokenizer: Any, model: Any, rows: list[dict[str, Any]], cfg: FlexentConfig
+) -> None:
+    """Warn once when prompts plus completions do not fit the model's context."""
+    import warnings
+
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(context, int):
+        return
+    from flexent.evaluation.generation import render_prompt
+
+    lengths = []
+    for row in rows:
+        text, templated = render_prompt(tokenizer, row["prompt"])
+        lengths.append(len(tokenizer(text, add_special_tokens=not templated)["input_ids"]))
+    completion = max_completion_length(cfg)
+    longest = max(lengths)
+    if longest + completion > context:
+        over = sum(n + completion > context for n in lengths)
+        warnings.warn(
+            f"{over} of {len(lengths)} prompts do not fit the model's context with the "
+            f"completion: longest prompt {longest} tokens + max_completion_length {completion} "
+            f"> max_position_embeddings {context}; such steps are far slower and the model "
+            "sees positions it was not trained on (shorten the prompts or set "
+            "trainer.max_prompt_length)",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def trainer_defaults(trainer: dict[str, Any], *, cuda: bool | None = None) -> dict[str, Any]:
@@ -138,52 +170,56 @@ def _peft_config(cfg: FlexentConfig) -> Any:
     )
 
 
-def run_training(cfg: FlexentConfig, *, resume: bool = False) -> RunResult:
+def run_training(
+    cfg: FlexentConfig, *, resume: bool = False, allow_config_change: bool = False
+) -> RunResult:
     """Train per ``cfg``; ``resume=True`` continues from the run directory's last checkpoint.
 
-    A resumed run whose last checkpoint is already at ``trainer.max_steps`` (killed during its
-    final save or evaluation) trains no further: it loads that checkpoint and completes what is
-    missing (``final/``, the final evaluation).
+    Every check that needs no model runs first (:func:`preflight`), then the model loads; the
+    run directory is created only after that, and removed again when this call created it and
+    fails before training starts, so a mistake leaves nothing behind. A resumed run whose last
+    checkpoint is already at ``trainer.max_steps`` (killed during its final save or evaluation)
+    trains no further: it loads that checkpoint and completes what is missing.
     """
-    run_dir = Path(cfg.output.dir)
-    ckpt = _checkpoint_to_resume(run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = build_trainer(cfg, run_dir)
-    # Under `accelerate launch` every process runs this: one writes files and evaluates.
-    main = trainer.accelerator.is_main_process
-    if main:
-        save_config(cfg, run_dir / "config.yaml")
-    evals = EvalLog(cfg, run_dir / "eval.json", keep=resume)
-    if main and cfg.evaluation.enabled and cfg.evaluation.at_start:
-        evals.run("start", trainer.model, trainer.processing_class)
-    if main and cfg.evaluation.enabled and cfg.evaluation.steps:
-        from flexent.integrations.trl.callbacks import MidTrainingEval
+    plan = preflight(cfg, resume=resume, allow_config_change=allow_config_change)
+    run_dir = plan.run_dir
+    trainer = build_trainer(cfg, run_dir, plan)
+    created = not run_dir.exists()
+    started = False
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # Under `accelerate launch` every process runs this: one writes files and evaluates.
+        main = trainer.accelerator.is_main_process
+        if main:
+            save_config(cfg, run_dir / "config.yaml")
+        evals = EvalLog(cfg, run_dir / "eval.json", plan.eval_rows, keep=resume)
+        if main and cfg.evaluation.enabled and cfg.evaluation.at_start:
+            evals.run("start", trainer.model, trainer.processing_class)
+        if main and cfg.evaluation.enabled and cfg.evaluation.steps:
+            from flexent.integrations.trl.callbacks import MidTrainingEval
 
-        trainer.add_callback(MidTrainingEval(evals.run, cfg.evaluation.steps, trainer))
-    trainer.accelerator.wait_for_everyone()
-    if ckpt is not None and checkpoint_step(ckpt) >= int(trainer.args.max_steps):
-        trainer._load_from_checkpoint(str(ckpt))  # finished: weights only, no further step
-        trainer.state.global_step = checkpoint_step(ckpt)
-    else:
-        trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+            trainer.add_callback(MidTrainingEval(evals.run, cfg.evaluation.steps, trainer))
+        trainer.accelerator.wait_for_everyone()
+        started = True
+        ckpt = plan.checkpoint
+        if ckpt is not None and checkpoint_step(ckpt) >= int(trainer.args.max_steps):
+            from flexent.integrations.trl.callbacks import truncate_metrics
+
+            trainer._load_from_checkpoint(str(ckpt))  # finished: weights only, no further step
+            trainer.state.global_step = checkpoint_step(ckpt)
+            truncate_metrics(run_dir / "metrics.jsonl", trainer.state.global_step)
+        else:
+            trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    except BaseException:
+        if created and not started:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     if cfg.output.save_final_model:
         trainer.save_model(str(run_dir / "final"))
     if main and cfg.evaluation.enabled:
         evals.run("final", trainer.model, trainer.processing_class, again=True)
     trainer.accelerator.wait_for_everyone()
     return RunResult(run_dir, int(trainer.state.global_step), evals.results)
-
-
-def _checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
-    ckpt = last_checkpoint(run_dir) if run_dir.exists() else None
-    if resume and ckpt is None:
-        raise FileNotFoundError(f"--resume: no checkpoint-* directory in {run_dir}")
-    if not resume and ckpt is not None:
-        raise FileExistsError(
-            f"{run_dir} already holds {ckpt.name}; pass --resume to continue it, or set "
-            "output.dir to a new directory"
-        )
-    return ckpt
 
 
 def checkpoint_step(ckpt: Path) -> int:
@@ -195,8 +231,10 @@ class EvalLog:
     """``eval.json``: held-out results by stage (``start``, ``step-N``, ``final``), rewritten
     after each evaluation; with ``keep`` an earlier attempt's stages are kept (a resumed run)."""
 
-    def __init__(self, cfg: FlexentConfig, path: Path, *, keep: bool) -> None:
-        self.cfg, self.path = cfg, path
+    def __init__(
+        self, cfg: FlexentConfig, path: Path, rows: list[dict[str, Any]], *, keep: bool
+    ) -> None:
+        self.cfg, self.path, self.rows = cfg, path, rows
         self.results: dict[str, Any] = (
             json.loads(path.read_text()) if keep and path.exists() else {}
         )
@@ -205,11 +243,13 @@ class EvalLog:
         """Evaluate ``model`` as ``stage`` unless that stage is recorded (or ``again``)."""
         if stage in self.results and not again:
             return
-        self.results[stage] = evaluate(self.cfg, model, tokenizer)
+        self.results[stage] = evaluate(self.cfg, model, tokenizer, self.rows)
         self.path.write_text(json.dumps(self.results, indent=1))
 
 
-def evaluate(cfg: FlexentConfig, model: Any, tokenizer: Any) -> dict[str, Any]:
+def evaluate(
+    cfg: FlexentConfig, model: Any, tokenizer: Any, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Held-out evaluation of the in-memory ``model`` with :mod:`flexent.evaluation` (the code
     of ``flexent eval``): ``accuracy`` (the first sample of each problem correct), ``mean_at_n``
     and ``metrics`` (mean@n, pass@k for k = 1, 2, 4, ..., n, maj@n), plus three examples."""
@@ -219,8 +259,7 @@ def evaluate(cfg: FlexentConfig, model: Any, tokenizer: Any) -> dict[str, Any]:
     from flexent.rewards import get_reward
 
     e = cfg.evaluation
-    bench = Benchmark("held-out", str(e.source or cfg.data.source), load_rows(cfg, evaluation=True),
-                      cfg.reward.name)  # fmt: skip
+    bench = Benchmark("held-out", str(e.source or cfg.data.source), rows, cfg.reward.name)
     sampling = SamplingConfig(
         temperature=e.temperature, top_p=e.top_p, top_k=e.top_k,
         max_new_tokens=e.max_new_tokens or max_completion_length(cfg),

@@ -295,6 +295,18 @@ class FlexentGRPOTrainer(GRPOTrainer):
         with open(path, "w") as f:
             json.dump(self.flexent_state_dict(), f, indent=1)
 
+    def _issue_warnings_after_load(self, load_result):  # type: ignore[no-untyped-def]
+        """A checkpoint of a model with tied input/output embeddings does not store the tied
+        copy (``lm_head.weight``), so transformers warns on every resume that it is "missing";
+        it is restored by tying, not lost: tie and stay quiet in exactly that case."""
+        model: Any = self.model
+        missing = set(load_result.missing_keys)
+        tied = bool(getattr(model.config, "tie_word_embeddings", False))
+        if missing and tied and missing <= {"lm_head.weight"} and not load_result.unexpected_keys:
+            model.tie_weights()
+            return
+        super()._issue_warnings_after_load(load_result)
+
     def _load_optimizer_and_scheduler(self, checkpoint):  # type: ignore[override]
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:

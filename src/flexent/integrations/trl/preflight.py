@@ -1,0 +1,189 @@
+"""Everything ``flexent train`` can check before the model loads and the run directory is written.
+
+:func:`preflight` loads the training and held-out prompts (bad rows keep their file:line), checks
+that they are not empty and carry the columns the reward reads, builds the reward (its
+parameters), checks the model path, and for ``--resume`` the checkpoint's files and the config
+changes. Every problem raises a :class:`flexent.errors.UserError` whose message names the key,
+the file or the flag; the CLI prints it as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flexent.config import ConfigError, FlexentConfig
+from flexent.errors import UserError
+
+# data.params keys for files and named benchmarks (procedural tasks take their own parameters)
+FILE_PARAMS = ("data_dir", "on_error")
+# settings that change what a resumed run computes; refused unless --allow-config-change
+RESUME_KEYS = ("trainer.max_steps", "entropy_control", "trainer.steps_per_generation",
+               "trainer.num_iterations", "trainer.gradient_accumulation_steps")  # fmt: skip
+
+
+@dataclass
+class Plan:
+    """The checked inputs of a run."""
+
+    run_dir: Path
+    checkpoint: Path | None
+    rows: list[dict[str, Any]]
+    eval_rows: list[dict[str, Any]]
+    reward: Any
+
+
+def preflight(cfg: FlexentConfig, *, resume: bool, allow_config_change: bool = False) -> Plan:
+    """Check what can be checked without the model; raises :class:`UserError`."""
+    from flexent.integrations.trl.run import last_checkpoint
+
+    run_dir = Path(cfg.output.dir)
+    ckpt = last_checkpoint(run_dir) if run_dir.is_dir() else None
+    if resume and ckpt is None:
+        raise UserError(f"--resume: no complete checkpoint-* directory in {run_dir}")
+    if not resume and ckpt is not None:
+        raise UserError(
+            f"{run_dir} already holds {ckpt.name}; pass --resume to continue it, or set "
+            "output.dir to a new directory"
+        )
+    if ckpt is not None:
+        check_checkpoint(ckpt)
+        check_resume_config(cfg, run_dir / "config.yaml", allow=allow_config_change)
+    reward = build_reward(cfg)
+    rows = load_rows(cfg, evaluation=False)
+    check_columns(reward, rows, "data.source", cfg.data.source)
+    eval_rows: list[dict[str, Any]] = []
+    if cfg.evaluation.enabled:
+        eval_rows = load_rows(cfg, evaluation=True)
+        source = cfg.evaluation.source or cfg.data.source
+        check_columns(reward, eval_rows, "evaluation.source", source)
+    check_model_path(cfg.model.path, cfg.model.gguf_file)
+    return Plan(run_dir, ckpt, rows, eval_rows, reward)
+
+
+def build_reward(cfg: FlexentConfig) -> Any:
+    from flexent.rewards import get_reward
+
+    try:
+        return get_reward(cfg.reward.name, **cfg.reward.params)
+    except TypeError as err:  # an unknown keyword of the reward's constructor
+        raise ConfigError(f"reward.params: {err}") from None
+    except ValueError as err:
+        raise ConfigError(f"reward: {err}") from None
+
+
+def load_rows(cfg: FlexentConfig, *, evaluation: bool) -> list[dict[str, Any]]:
+    """The training (or held-out) prompts; an empty set or bad ``*.params`` is a UserError."""
+    from flexent.data import load_prompts
+    from flexent.data.procedural import TASKS
+
+    d, e = cfg.data, cfg.evaluation
+    section = "evaluation" if evaluation else "data"
+    source = str((e.source or d.source) if evaluation else d.source)
+    params = dict(e.params if evaluation and e.params else d.params)
+    key = f"{section}.params" if evaluation and e.params else "data.params"
+    if source in TASKS:
+        kwargs: dict[str, Any] = {"seed": params.pop("seed", 0), "task_params": params}
+    else:
+        unknown = sorted(set(params) - set(FILE_PARAMS))
+        if unknown:
+            raise ConfigError(
+                f"{key}: {unknown} are not options of a file or benchmark source "
+                f"({source}); accepted: {list(FILE_PARAMS)} (task parameters are for the "
+                "procedural tasks countdown and arithmetic)"
+            )
+        kwargs = params
+    try:
+        rows = load_prompts(
+            source,
+            split=e.split if evaluation else d.split,
+            prompt_field=d.prompt_field,
+            answer_field=d.answer_field,
+            max_samples=e.max_samples if evaluation else d.max_samples,
+            instruction=d.instruction,
+            system_prompt=d.system_prompt,
+            chat=d.chat,
+            **kwargs,
+        )
+    except UserError:
+        raise
+    except (ValueError, FileNotFoundError, OSError) as err:
+        raise UserError(f"{section}.source {source}: {err}") from None
+    if not rows:
+        raise UserError(f"{section}.source {source}: no prompts (empty file or max_samples)")
+    return list(rows)
+
+
+def check_columns(reward: Any, rows: list[dict[str, Any]], key: str, source: str) -> None:
+    """Every row carries the columns the reward reads (before any generation)."""
+    missing_of = getattr(reward, "missing_columns", None)
+    if missing_of is None:
+        return
+    for i, row in enumerate(rows):
+        missing = missing_of(row)
+        if missing:
+            raise UserError(
+                f"{key} {source}: row {i} lacks the column(s) {missing} that reward "
+                f"{reward.name!r} reads; it has {sorted(row)}"
+            )
+
+
+def check_model_path(path: str, gguf_file: str | None) -> None:
+    """A local model path that does not exist (an absolute or relative path, a .gguf file, a
+    folder whose parent exists) fails here; anything else is treated as a hub name."""
+    p = Path(os.path.expanduser(path))
+    if p.exists():
+        if gguf_file and p.is_dir() and not (p / gguf_file).is_file():
+            raise UserError(f"model.gguf_file: {gguf_file} not found in {p}")
+        return
+    local = (
+        p.is_absolute()
+        or path.startswith((".", "~"))
+        or p.suffix == ".gguf"
+        or (len(p.parts) > 1 and p.parent.exists() and str(p.parent) != ".")
+    )
+    if local or len(p.parts) > 2:
+        raise UserError(f"model.path: {path} does not exist")
+
+
+def check_checkpoint(ckpt: Path) -> None:
+    """The checkpoint's JSON files parse (a torn write names the file and line)."""
+    from flexent.integrations.trl.trainer import STATE_FILE
+
+    for name in ("trainer_state.json", STATE_FILE):
+        path = ckpt / name
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def check_resume_config(cfg: FlexentConfig, saved: Path, *, allow: bool) -> None:
+    """Refuse a resume whose schedule settings differ from the saved ``config.yaml``."""
+    if not saved.is_file():
+        return
+    import dataclasses
+
+    import yaml
+
+    try:
+        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"{saved}: not valid YAML ({err})") from None
+    new = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    changed = [k for k in RESUME_KEYS if _get(old, k) != _get(new, k)]
+    if changed and not allow:
+        diffs = "; ".join(f"{k}: {_get(old, k)!r} -> {_get(new, k)!r}" for k in changed)
+        raise UserError(
+            f"--resume with changed settings ({diffs}) would jump the schedule mid-run; keep "
+            f"{saved}'s values or pass --allow-config-change"
+        )
+
+
+def _get(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
