@@ -53,7 +53,9 @@ def test_paper_recipe_composes(compose, method):
     assert cfg.trainer.v1.trainer_mode == "flexent_sync"
     assert (cfg.data.train_batch_size, cfg.actor_rollout_ref.rollout.n) == (512, 8)
     assert (cfg.trainer.total_training_steps, cfg.trainer.n_gpus_per_node) == (400, 8)
-    assert cfg.data.max_response_length == 4096
+    # Qwen2.5-Math-7B's 4096 positions: prompt 1024 + response 3072 (tests/test_configs_context.py)
+    assert (cfg.data.max_prompt_length, cfg.data.max_response_length) == (1024, 3072)
+    assert cfg.actor_rollout_ref.rollout.max_model_len == 4096
     assert type(actor.policy_loss).__name__ == "FlexentPolicyLossConfig"
     expected_strategy = method if method in ("id", "did", "od") else "static"
     assert actor.policy_loss.strategy == expected_strategy
@@ -64,6 +66,7 @@ def test_paper_recipe_composes(compose, method):
 def test_paper_recipe_7b_and_unknowns(compose):
     cfg, _ = compose(overrides("paper.sh", "7b", "ce_gppo"))
     assert (cfg.data.max_response_length, cfg.actor_rollout_ref.model.path) == (8192, "m")
+    assert cfg.actor_rollout_ref.rollout.max_model_len == 2048 + 8192
     for args in (("7b", "nope"), ("13b", "id")):
         with pytest.raises(subprocess.CalledProcessError):
             overrides("paper.sh", *args)
@@ -88,6 +91,17 @@ def test_gsm8k_converter(tmp_path):
     assert mod.convert(str(src), str(tmp_path / "o.parquet")) == 1
     row = pd.read_parquet(tmp_path / "o.parquet").iloc[0]
     assert (row["data_source"], row["reward_model"]["ground_truth"]) == ("openai/gsm8k", "1002")
+    # verl's examples/data_preprocess/gsm8k.py layout, which flexent train reads as it is
+    assert row["prompt"][0]["role"] == "user" and row["ability"] == "math"
+    assert dict(row["extra_info"]) == {
+        "split": "test", "index": 0, "answer": "so 2\n#### 1,002", "question": "1+1?"
+    }  # fmt: skip
+    from flexent.data import load_prompts
+
+    (loaded,) = load_prompts(tmp_path / "o.parquet")
+    assert loaded["answer"] == "1002" and loaded["prompt"].startswith("1+1? Let's think")
+    assert mod.convert(str(src), str(tmp_path / "o.parquet"), "train") == 1
+    assert pd.read_parquet(tmp_path / "o.parquet").iloc[0]["extra_info"]["split"] == "train"
     src.write_text('{"question": "q", "answer": "no final"}\n')
     with pytest.raises(ValueError, match=r"in\.jsonl:1"):
         mod.convert(str(src), str(tmp_path / "o.parquet"))

@@ -25,6 +25,27 @@ flexent_method_args() {
   esac
 }
 
+# flexent_check_context MODEL TOKENS: refuse when prompt + response (TOKENS) exceed the model's
+# max_position_embeddings: verl sets vLLM's max_model_len from it and silently stops responses
+# there. MODEL is a local directory (its config.json is read) or a hub id listed below (values
+# of the models' config.json, tests/test_configs_context.py); other models are not checked here.
+flexent_check_context() {
+  local model="$1" tokens="$2" ctx=""
+  if [[ -f "$model/config.json" ]]; then
+    ctx="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("max_position_embeddings") or "")' "$model/config.json")"
+  else
+    case "$model" in
+      Qwen/Qwen2.5-Math-7B) ctx=4096 ;;
+      Qwen/Qwen2.5-7B)      ctx=131072 ;;
+    esac
+  fi
+  if [[ -n "$ctx" ]] && (( tokens > ctx )); then
+    echo "prompt + response = $tokens tokens > max_position_embeddings $ctx of $model;" \
+      "lower MAX_PROMPT_LENGTH / MAX_RESPONSE_LENGTH (docs/verl.md, Context lengths)" >&2
+    return 2
+  fi
+}
+
 # flexent_launch ARG...: run verl's trainer with flexent's trainer mode (or print the args).
 flexent_launch() {
   local args=(trainer.v1.trainer_mode=flexent_sync "$@")

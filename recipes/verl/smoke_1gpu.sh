@@ -13,14 +13,17 @@ method="${1:-id}"
 [[ $# -gt 0 ]] && shift
 margs="$(flexent_method_args "$method")" || exit 2
 read -r -a method_args <<< "$margs"
+max_prompt=256; max_resp=256
+flexent_check_context "${MODEL_PATH:?set MODEL_PATH (a local HF model dir)}" \
+  $(( max_prompt + max_resp )) || exit 2
 
 flexent_launch \
   algorithm.adv_estimator=grpo \
   data.train_files="${TRAIN_FILE:?set TRAIN_FILE (verl parquet)}" \
   data.val_files="${VAL_FILE:?set VAL_FILE (verl parquet)}" \
   data.train_batch_size=16 \
-  data.max_prompt_length=256 \
-  data.max_response_length=256 \
+  data.max_prompt_length="$max_prompt" \
+  data.max_response_length="$max_resp" \
   data.filter_overlong_prompts=true \
   actor_rollout_ref.model.path="${MODEL_PATH:?set MODEL_PATH (a local HF model dir)}" \
   actor_rollout_ref.actor.optim.lr=1e-6 \

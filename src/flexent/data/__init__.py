@@ -16,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from flexent.data.procedural import TASKS, procedural_rows
+from flexent.data.rows import (
+    ANSWER_FIELDS,
+    PROMPT_FIELDS,
+    Formatter,
+    build_row,
+    format_prompt,
+)
 from flexent.data.sources import (
     BENCHMARKS,
     DATA_DIR_ENV,
@@ -26,12 +33,13 @@ from flexent.data.sources import (
     read_hf,
     resolve_benchmark,
 )
-from flexent.rewards.extract import normalize_gold
 
 __all__ = [
+    "ANSWER_FIELDS",
     "BENCHMARKS",
     "BOXED_INSTRUCTION",
     "DATA_DIR_ENV",
+    "PROMPT_FIELDS",
     "DataError",
     "LoadReport",
     "Prompts",
@@ -41,8 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-PROMPT_FIELDS = ("prompt", "question", "problem", "query", "input")
-ANSWER_FIELDS = ("answer", "final_answer", "solution", "ground_truth")
 PROCEDURAL_DEFAULT_SIZE = 1000
 _MAX_REPORTED = 20
 
@@ -84,14 +90,20 @@ def load_prompts(
         split: dataset split (benchmarks: ``test``/``train`` where present; procedural tasks:
             ``train`` (default) or ``test``; HF datasets: default ``train``). Not allowed for a
             single file.
-        prompt_field / answer_field: column names; by default the first present of
+        prompt_field / answer_field: column names or dotted paths into nested columns
+            (``reward_model.ground_truth``); by default the first present of
             ``PROMPT_FIELDS`` / ``ANSWER_FIELDS``.
         max_samples: keep at most this many rows (procedural tasks: this many are generated,
             default 1000).
-        instruction: text appended to each problem on a new line (e.g. ``BOXED_INSTRUCTION``);
-            if it contains ``{problem}``, it is the whole template instead.
-        system_prompt: a system message (``chat=True``) or a paragraph before the prompt.
-        chat: ``prompt`` becomes ``[{"role": "system", ...}, {"role": "user", ...}]``.
+        instruction: text appended to each problem on a new line (e.g. ``BOXED_INSTRUCTION``;
+            for a chat-message prompt, to its last user message); if it contains
+            ``{problem}``, it is the whole template instead.
+        system_prompt: a system message (``chat=True``; it replaces a row's own) or a
+            paragraph before the prompt.
+        chat: ``prompt`` becomes chat messages: ``[{"role": "system", ...}, {"role": "user",
+            ...}]`` for a string prompt, a row's message list as it is. Without ``chat`` a
+            message list is rendered as text: system, then user contents, blank-line separated
+            (see :mod:`flexent.data.rows`).
         on_error: ``"raise"``: a bad row raises :class:`DataError` naming file and line/row;
             ``"skip"``: bad rows are skipped, counted in ``result.report`` and logged.
         data_dir: where built-in benchmark files live (else ``$FLEXENT_DATA_DIR``).
@@ -103,6 +115,12 @@ def load_prompts(
         raise ValueError(f"max_samples must be >= 0, got {max_samples!r}")
     name = str(source)
     report = LoadReport(source=name)
+
+    def fmt(prompt: Any) -> Any:
+        return format_prompt(
+            prompt, instruction=instruction, system_prompt=system_prompt, chat=chat
+        )
+
     if name in TASKS:
         rows = procedural_rows(
             name,
@@ -112,13 +130,11 @@ def load_prompts(
             params=task_params or {},
         )
         for row in rows:
-            row["prompt"] = _format(row["prompt"], instruction, system_prompt, chat)
+            row["prompt"] = fmt(row["prompt"])
     else:
         records, defaults = _records(name, split, data_dir)
         fields = (prompt_field or defaults[0], answer_field or defaults[1])
-        rows = _build_rows(records, fields, max_samples, on_error, report)
-        for row in rows:
-            row["prompt"] = _format(row["prompt"], instruction, system_prompt, chat)
+        rows = _build_rows(records, fields, fmt, max_samples, on_error, report)
     report.n_rows = len(rows)
     if report.n_skipped:
         logger.warning(
@@ -141,7 +157,7 @@ def _records(
         bench = BENCHMARKS[name]
         path = resolve_benchmark(name, split, data_dir)
         return read_file(path), (bench.prompt_field, bench.answer_field)
-    path = Path(name)
+    path = Path(os.path.expanduser(name))
     if path.is_file():
         if split is not None:
             raise DataError(f"{path}: split={split!r} given for a single file (it has no splits)")
@@ -154,6 +170,7 @@ def _records(
 def _build_rows(
     records: Iterable[Record],
     fields: tuple[str | None, str | None],
+    fmt: Formatter,
     max_samples: int | None,
     on_error: str,
     report: LoadReport,
@@ -163,7 +180,7 @@ def _build_rows(
         if max_samples is not None and len(rows) >= max_samples:
             break
         try:
-            rows.append(_row(record, fields))
+            rows.append(build_row(record, fields, fmt))
         except DataError as e:
             if on_error == "raise":
                 raise DataError(f"{where}: {e}") from None
@@ -171,58 +188,3 @@ def _build_rows(
             if len(report.problems) < _MAX_REPORTED:
                 report.problems.append(f"{where}: {e}")
     return rows
-
-
-def _row(
-    record: dict[str, Any] | Exception, fields: tuple[str | None, str | None]
-) -> dict[str, Any]:
-    if isinstance(record, Exception):
-        raise DataError(str(record))
-    if not isinstance(record, Mapping):
-        raise DataError(f"row is a {type(record).__name__}, not an object")
-    pkey = _field(record, fields[0], PROMPT_FIELDS, "prompt")
-    akey = _field(record, fields[1], ANSWER_FIELDS, "answer")
-    problem, raw = record[pkey], record[akey]
-    if not isinstance(problem, str) or not problem.strip():
-        raise DataError(f"field {pkey!r} must be a non-empty string, got {problem!r:.80}")
-    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
-        raise DataError(f"field {akey!r} must be a string or number, got {type(raw).__name__}")
-    answer = normalize_gold(str(raw))
-    if not answer:
-        raise DataError(f"field {akey!r} is empty")
-    row = {k: v for k, v in record.items() if k not in (pkey, akey)}
-    row.setdefault("problem", problem)
-    if answer != str(raw).strip():
-        row.setdefault("solution", raw)  # keep the worked solution the gold came from
-    row["prompt"], row["answer"] = problem, answer
-    return row
-
-
-def _field(
-    record: Mapping[str, Any], explicit: str | None, candidates: tuple[str, ...], what: str
-) -> str:
-    if explicit is not None:
-        if explicit not in record:
-            raise DataError(f"missing {what} field {explicit!r} (row has {sorted(record)})")
-        return explicit
-    for key in candidates:
-        if key in record:
-            return key
-    raise DataError(
-        f"no {what} field: expected one of {list(candidates)}, row has {sorted(record)}"
-    )
-
-
-def _format(problem: str, instruction: str | None, system_prompt: str | None, chat: bool) -> Any:
-    if instruction:
-        text = (
-            instruction.replace("{problem}", problem)
-            if "{problem}" in instruction
-            else f"{problem}\n{instruction}"
-        )
-    else:
-        text = problem
-    if chat:
-        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        return [*messages, {"role": "user", "content": text}]
-    return f"{system_prompt}\n\n{text}" if system_prompt else text
