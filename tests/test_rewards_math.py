@@ -195,3 +195,17 @@ def test_get_reward_builds_math():
     reward = get_reward("math", timeout=2.0, number_fallback=True)
     assert isinstance(reward, MathReward) and reward.timeout == 2.0
     assert reward.__name__ == "math"
+
+
+def test_answer_line_reads_dapo_format():
+    """answer_line=True: the text after the last 'Answer:' (DAPO's prompt), then the box."""
+    reward = MathReward(answer_line=True)
+    gold = {"answer": "34"}
+    assert reward.score("Work: 30 + 4.\nAnswer: 34", gold).score == 1.0
+    # a number after the answer line does not matter (number_fallback would read 4)
+    assert reward.score("Answer: $34$.\nCheck: 2 + 2 = 4", gold).score == 1.0
+    assert MathReward(number_fallback=True).score("Answer: 34\nCheck: 2 + 2 = 4", gold).score == 0.0
+    assert reward.score(r"no line, but \boxed{34}", gold).score == 1.0
+    assert reward.score("The answer is 34", gold).info["reason"] == "no_answer"
+    # linear: a long run of 'answer' without a colon
+    assert reward.score("answer " * 500_000, gold).info["reason"] == "no_answer"

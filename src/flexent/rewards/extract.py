@@ -147,3 +147,30 @@ def normalize_gold(text: str) -> str:
     if boxed is not None:
         return boxed.strip()
     return text.strip()
+
+
+def answer_line(text: str) -> str | None:
+    r"""The text after the last ``Answer:`` (any case, spaces allowed before the colon) on its
+    line, stripped of surrounding ``$`` and a final period: DAPO's prompt format, read as verl's
+    ``math_dapo`` reads it. One backward scan, linear in the text.
+
+    >>> answer_line("so x = 3.\nAnswer: $34$.")
+    '34'
+    >>> answer_line("answer : 7 apples\nthen more text"), answer_line("no tag") is None
+    ('7 apples', True)
+    """
+    low = text.lower()
+    end = len(text)
+    while True:
+        i = low.rfind("answer", 0, end)
+        if i < 0:
+            return None
+        j = i + len("answer")
+        while j < len(text) and text[j] in " \t":
+            j += 1
+        if j < len(text) and text[j] == ":":
+            line_end = text.find("\n", j)
+            value = text[j + 1 : line_end if line_end >= 0 else len(text)].strip()
+            value = value.rstrip(".").strip().strip("$").strip()
+            return value or None
+        end = i

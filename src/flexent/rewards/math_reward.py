@@ -39,7 +39,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from flexent.rewards.base import Reward, RewardResult, completion_text, require
-from flexent.rewards.extract import last_boxed, last_number, normalize_gold, strip_thousands
+from flexent.rewards.extract import (
+    answer_line,
+    last_boxed,
+    last_number,
+    normalize_gold,
+    strip_thousands,
+)
 from flexent.rewards.registry import register_reward
 from flexent.rewards.timeout import CheckTimeout, WorkerPool, run_with_timeout
 
@@ -187,6 +193,8 @@ class MathReward(Reward):
         timeout: seconds allowed for one symbolic check; a hard limit, enforced by killing a
             worker process (:mod:`flexent.rewards.timeout`).
         number_fallback: use the last number when the completion has no ``\\boxed{}``.
+        answer_line: read the text after the last ``Answer:`` on its line first (DAPO's prompt
+            format, as verl's ``math_dapo``), then the last ``\\boxed{}``.
         answer_key: the gold-answer column.
         max_chars: only the last ``max_chars`` characters of a completion are read.
         max_answer_chars: longer extracted answers score 0 without a symbolic check.
@@ -215,6 +223,7 @@ class MathReward(Reward):
         *,
         timeout: float = 5.0,
         number_fallback: bool = False,
+        answer_line: bool = False,
         answer_key: str = "answer",
         max_chars: int = 20_000,
         max_answer_chars: int = 1_000,
@@ -228,6 +237,7 @@ class MathReward(Reward):
             raise ValueError(f"math reward: timeout must be > 0 seconds, got {timeout!r}")
         self.timeout = timeout
         self.number_fallback = number_fallback
+        self.answer_line = answer_line
         self.answer_key = answer_key
         self.columns = (answer_key,)
         self.max_chars = max_chars
@@ -238,7 +248,9 @@ class MathReward(Reward):
     def extract(self, completion: Any) -> str | None:
         """The predicted final answer of a completion, or ``None``."""
         text = completion_text(completion)[-self.max_chars :]
-        answer = last_boxed(text)
+        answer = answer_line(text) if self.answer_line else None
+        if answer is None:
+            answer = last_boxed(text)
         if answer is None and self.number_fallback:
             answer = last_number(text)
         return None if answer is None else strip_thousands(answer)
