@@ -86,6 +86,9 @@ def test_metrics_doc_lists_every_control_key_exactly():
         for step, entropy in enumerate([1.0, 0.9, 0.1, 0.05, 2.0]):
             strategy.weights(step, entropy=entropy)
             emitted |= set(strategy.metrics())
+    from flexent.strategies.adaptive import AdaptiveEntropyCoef  # the adaptive bonus controller
+
+    emitted |= set(AdaptiveEntropyCoef().metrics())
     assert _table_keys(_section("## Strategy control")) == emitted
 
 

@@ -228,3 +228,33 @@ def test_registry_and_validation():
         get_strategy("target", total_steps=10, points=[[0.5, 1.0], [0.2, 1.0]])
     with pytest.raises(ValueError, match="not 'od'"):
         get_strategy("od", total_steps=10).load_state_dict({"strategy": "target"})
+
+
+def test_adaptive_entropy_coef_by_hand():
+    """Skywork-OR1 / TRL use_adaptive_entropy: the coefficient applies only at or below the
+    target and moves by delta toward more bonus below it, less above, within [min, max]."""
+    from flexent.strategies.adaptive import AdaptiveEntropyCoef
+
+    a = AdaptiveEntropyCoef(coef=0.01, target=0.3, delta=0.01, min=0.0, max=0.02)
+    # H:        0.2 (below: apply 0.01, c -> 0.02), 0.25 (apply 0.02, c stays 0.02 = max),
+    #           0.4 (above: apply 0, c -> 0.01), 0.5 (apply 0, c -> 0.0), 0.6 (apply 0, c = min)
+    assert [a.step(h) for h in (0.2, 0.25, 0.4, 0.5, 0.6)] == pytest.approx([0.01, 0.02, 0, 0, 0])
+    assert a.coef == 0.0
+    b = AdaptiveEntropyCoef()
+    b.load_state_dict(a.state_dict())
+    assert (b.coef, b.last_applied) == (a.coef, a.last_applied)
+    with pytest.raises(ValueError, match=r"min 0\.5 > max 0\.1"):
+        AdaptiveEntropyCoef(min=0.5, max=0.1)
+
+
+def test_entropy_control_builds_the_adaptive_coefficient():
+    from flexent.control import EntropyControl
+
+    ec = EntropyControl(entropy_coef=0.01, adaptive_entropy={"target": 0.3, "delta": 0.002})
+    a = ec.build_adaptive_entropy()
+    assert (a.coef, a.target, a.delta, a.max) == (0.01, 0.3, 0.002, 1.0)
+    assert EntropyControl().build_adaptive_entropy() is None
+    with pytest.raises(ValueError, match=r"adaptive_entropy: unknown key\(s\) \['tgt'\]"):
+        EntropyControl(adaptive_entropy={"tgt": 0.3})
+    with pytest.raises(ValueError, match="initial coefficient"):
+        EntropyControl(entropy_coef=2.0, adaptive_entropy={"target": 0.3})

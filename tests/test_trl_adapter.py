@@ -247,3 +247,22 @@ def test_rollout_second_term_matches_the_softmax_by_hand(tmp_path, tiny):
     assert got.shape == (4, 5)
     valid = inputs["completion_mask"].bool()  # padding is masked out of the trainer's forward
     torch.testing.assert_close(got.double()[valid], want[valid], rtol=1e-4, atol=1e-6)
+
+
+def test_adaptive_entropy_coefficient_drives_the_bonus(tmp_path, tiny):
+    """With adaptive_entropy the step's coefficient comes from the controller (observing the
+    rollout entropy) instead of entropy_coef; the strategy's own bonus adds to it."""
+    tokenizer, model = tiny
+    control = EntropyControl(entropy_coef=0.1, adaptive_entropy={"target": 0.5, "delta": 0.05})
+    trainer = _make(tmp_path, FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,
+                    entropy_control=control)  # fmt: skip
+    trainer.state.max_steps = 10
+    applied = []
+    for step, h in enumerate((0.4, 0.9, 0.3)):
+        trainer.state.global_step, trainer.rollout_entropy = step, h
+        trainer._step_weights("train")
+        applied.append(trainer.step_entropy_coef())
+    # H 0.4 <= 0.5: apply 0.1, c -> 0.15; H 0.9: apply 0, c -> 0.1; H 0.3: apply 0.1
+    assert applied == pytest.approx([0.1, 0.0, 0.1])
+    state = trainer.flexent_state_dict()
+    assert state["adaptive_entropy"]["coef"] == pytest.approx(0.15)

@@ -10,8 +10,12 @@ import pytest
 pytest.importorskip("verl")
 
 NAMES = [
+    "flexent_aspo",
     "flexent_ce_gppo",
+    "flexent_cispo",
     "flexent_clip_cov",
+    "flexent_dppo_kl",
+    "flexent_dppo_tv",
     "flexent_gspo",
     "flexent_kl_cov",
     "flexent_ppo_clip",

@@ -77,13 +77,45 @@ def _default(cls: Any, name: str) -> Any:
 
 @dataclass
 class ThresholdsConfig:
-    """``flexent.thresholds.DynamicThresholds`` (the same keys and defaults, YAML-plain)."""
+    """``flexent.thresholds.DynamicThresholds`` (the same keys and defaults, YAML-plain).
 
-    upper: Any = _default(DynamicThresholds, "upper")  # [alpha_u, beta_u] or a float
-    lower: Any = _default(DynamicThresholds, "lower")  # [alpha_l, beta_l] or a float
+    ``upper`` / ``lower``: a float (``fixed``), ``[alpha, beta]`` (``linear``) or a mapping
+    ``{family: linear | tv | dcpo | fixed, ...parameters}``, validated by
+    ``DynamicThresholds`` when the config loads (docs/losses.md lists the families)."""
+
+    upper: Any = _default(DynamicThresholds, "upper")  # [alpha_u, beta_u], a float, {family: ..}
+    lower: Any = _default(DynamicThresholds, "lower")  # [alpha_l, beta_l], a float, {family: ..}
     eps_std: Any = _default(DynamicThresholds, "eps_std")  # a float, or [low, high]
     eps_clamp: list[float] = _default(DynamicThresholds, "eps_clamp")
     mode: str = _default(DynamicThresholds, "mode")
+
+
+# A threshold side is a float, a pair or a {family: ...} mapping. OmegaConf cannot merge a
+# mapping into a list (or back), and merging {family: dcpo} into {family: tv, delta: 0.2} would
+# keep tv's delta. So a side given as another kind of value, or as a mapping that names its
+# family, replaces the side; a mapping without `family` (`upper.beta=0.4`) updates the current
+# side's parameters (a pair read as {family: linear}, a float as {family: fixed}).
+THRESHOLD_SIDES = ("entropy_control.thresholds.upper", "entropy_control.thresholds.lower")
+
+
+def _merge(cfg: Any, src: Any) -> Any:
+    """``OmegaConf.merge(cfg, src)`` with the threshold sides handled as described above."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    for key in THRESHOLD_SIDES if isinstance(src, DictConfig) else ():
+        new = OmegaConf.select(src, key, default=None)
+        if new is None:
+            continue
+        if not isinstance(new, DictConfig) or "family" in new:
+            OmegaConf.update(cfg, key, None, merge=False)
+            continue
+        old = OmegaConf.select(cfg, key, default=None)
+        if isinstance(old, ListConfig) and len(old) == 2:
+            as_map = {"family": "linear", "alpha": old[0], "beta": old[1]}
+            OmegaConf.update(cfg, key, as_map, merge=False)
+        elif isinstance(old, (int, float)) and not isinstance(old, bool):
+            OmegaConf.update(cfg, key, {"family": "fixed", "eps": old}, merge=False)
+    return OmegaConf.merge(cfg, src)
 
 
 @dataclass
@@ -99,6 +131,7 @@ class EntropyControlConfig:
     on_inert: str = _default(EntropyControl, "on_inert")
     entropy_coef: float = _default(EntropyControl, "entropy_coef")
     log_pred_dh_full: bool = _default(EntropyControl, "log_pred_dh_full")
+    adaptive_entropy: dict[str, Any] = _default(EntropyControl, "adaptive_entropy")
 
 
 @dataclass
@@ -154,11 +187,12 @@ def load_config(
         if path is not None:
             if not Path(path).is_file():
                 raise ConfigError(f"config file not found: {path}")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            cfg = _merge(cfg, OmegaConf.load(path))
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} must look like key.sub=value")
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        for item in overrides:  # one at a time: a later threshold side replaces an earlier one
+            cfg = _merge(cfg, OmegaConf.from_dotlist([item]))
         missing = sorted(OmegaConf.missing_keys(cfg))
         if missing:
             raise ConfigError(f"required config keys not set{where}: {', '.join(missing)}")

@@ -26,6 +26,7 @@ from typing import Any
 from flexent.diagnostics import SCHEMES
 from flexent.losses import check_loss_params, get_policy_loss, loss_traits
 from flexent.strategies import Strategy, check_strategy_params, get_strategy, strategy_class
+from flexent.strategies.adaptive import AdaptiveEntropyCoef
 from flexent.thresholds import DynamicThresholds
 
 ON_INERT = ("error", "warn", "ignore")
@@ -58,6 +59,9 @@ class EntropyControl:
         log_pred_dh_full: also log ``region*/E*/pred_dH_full`` (the exact first-order entropy
             change, docs/metrics.md), at the cost of one extra no-grad forward with the full
             logits per generation batch (TRL only; verl's loss never sees logits).
+        adaptive_entropy: ``{target, delta, min, max}`` turns ``entropy_coef`` into the initial
+            value of Skywork-OR1's adaptive coefficient
+            (:class:`flexent.strategies.adaptive.AdaptiveEntropyCoef`; TRL only); ``{}`` = off.
     """
 
     strategy: Any = "static"
@@ -69,6 +73,7 @@ class EntropyControl:
     on_inert: str = DEFAULT_ON_INERT
     entropy_coef: float = 0.0
     log_pred_dh_full: bool = False
+    adaptive_entropy: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.thresholds = _thresholds(self.thresholds)
@@ -86,6 +91,8 @@ class EntropyControl:
         if isinstance(coef, bool) or not (isinstance(coef, (int, float)) and math.isfinite(coef)):
             raise ValueError(f"entropy_coef: must be a finite float, got {coef!r}")
         self.region_schemes = _schemes(self.region_schemes)
+        if self.adaptive_entropy:
+            self.build_adaptive_entropy()  # validates the keys and values
         if not isinstance(self.log_pred_dh_full, bool):
             raise ValueError(
                 f"log_pred_dh_full: must be true or false, got {self.log_pred_dh_full!r}"
@@ -110,6 +117,23 @@ class EntropyControl:
             return self.strategy  # type: ignore[no-any-return]
         params = {"total_steps": total_steps, **self.strategy_params}
         return get_strategy(self.strategy, **params)
+
+    def build_adaptive_entropy(self) -> AdaptiveEntropyCoef | None:
+        """The adaptive coefficient controller, or None when ``adaptive_entropy`` is empty."""
+        if not self.adaptive_entropy:
+            return None
+        if not isinstance(self.adaptive_entropy, Mapping):
+            raise ValueError(f"adaptive_entropy: must be a mapping, got {self.adaptive_entropy!r}")
+        known = {"target", "delta", "min", "max"}
+        unknown = sorted(set(self.adaptive_entropy) - known)
+        if unknown:
+            raise ValueError(f"adaptive_entropy: unknown key(s) {unknown}; valid: {sorted(known)}")
+        try:
+            return AdaptiveEntropyCoef(coef=float(self.entropy_coef), **self.adaptive_entropy)
+        except ValueError as err:
+            raise ValueError(
+                str(err).replace("adaptive_entropy.", "adaptive_entropy: ", 1)
+            ) from None
 
     def check_aggregation(self, agg_mode: str) -> list[str]:
         """Messages (possibly none) when the run's aggregation mode ``agg_mode`` (a

@@ -9,10 +9,10 @@
 >>> round(float(loss), 4), round(float(metrics["clip/frac_high"]), 4)
 (-0.9267, 0.3333)
 
-Importing this package registers ``ppo_clip``, ``ce_gppo``, ``clip_cov``, ``kl_cov``, ``gspo``
-and ``sapo``, each with its :class:`LossTraits`; see docs/losses.md. :func:`prepare` and
-:func:`out_of_band` are the input handling and clip test every loss starts from (the
-diagnostics reuse them).
+Importing this package registers ``ppo_clip``, ``ce_gppo``, ``clip_cov``, ``kl_cov``, ``gspo``,
+``sapo``, ``cispo``, ``dppo_tv``, ``dppo_kl`` and ``aspo``, each with its :class:`LossTraits`;
+see docs/losses.md. :func:`prepare` and :func:`out_of_band` are the input handling and clip
+test every loss starts from (the diagnostics reuse them).
 """
 
 from __future__ import annotations
@@ -21,11 +21,20 @@ from typing import Any
 
 from torch import Tensor
 
-from flexent.losses import clip, cov, sequence, soft  # noqa: F401  (registers the losses)
+from flexent.losses import (  # noqa: F401  (registers the losses)
+    clip,
+    cov,
+    dppo,
+    importance,
+    sequence,
+    soft,
+)
 from flexent.losses._common import LOG_RATIO_CLAMP, EpsLike, Prepared, out_of_band, prepare
 from flexent.losses.aggregate import AGG_MODES, aggregate, entropy_bonus
 from flexent.losses.clip import ce_gppo, ppo_clip, ppo_clip_reference
 from flexent.losses.cov import clip_cov, kl_cov
+from flexent.losses.dppo import dppo_kl, dppo_tv
+from flexent.losses.importance import aspo, cispo
 from flexent.losses.registry import (
     LossOutput,
     LossTraits,
@@ -47,10 +56,14 @@ __all__ = [
     "LossTraits",
     "Prepared",
     "aggregate",
+    "aspo",
     "ce_gppo",
     "check_loss_params",
+    "cispo",
     "clip_cov",
     "compute_policy_loss",
+    "dppo_kl",
+    "dppo_tv",
     "entropy_bonus",
     "get_policy_loss",
     "gspo",

@@ -106,6 +106,8 @@ class FlexentGRPOTrainer(GRPOTrainer):
         self._capture: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._generator: tuple[int, torch.Generator] | None = None
         self._bonus = 0.0  # the strategy's entropy-bonus coefficient of the step (target)
+        self.adaptive_entropy = self.entropy_control.build_adaptive_entropy()
+        self._adaptive_coef = 0.0  # its coefficient applied at this step
         if clipping_is_inert(self.args):
             handle_inert(self.entropy_control.on_inert, inert_message(self.args))
 
@@ -164,8 +166,11 @@ class FlexentGRPOTrainer(GRPOTrainer):
         return self.strategy
 
     def step_entropy_coef(self) -> float:
-        """The entropy-bonus coefficient of this step: ``entropy_control.entropy_coef`` plus
-        the strategy's own (``target`` with ``actuator: cascade | bonus``)."""
+        """The entropy-bonus coefficient of this step: ``entropy_control.entropy_coef`` (or,
+        with ``adaptive_entropy``, the adaptive coefficient it starts) plus the strategy's own
+        (``target`` with ``actuator: cascade | bonus``)."""
+        if self.adaptive_entropy is not None:
+            return self._adaptive_coef + self._bonus
         return float(self.entropy_control.entropy_coef) + self._bonus
 
     def _step_weights(self, mode: str) -> tuple[float, float]:
@@ -176,7 +181,13 @@ class FlexentGRPOTrainer(GRPOTrainer):
             w_up, w_low = strategy.weights(step, entropy=self.rollout_entropy)
             self._weights, self._weights_step = (float(w_up), float(w_low)), step
             self._bonus = float(strategy.bonus_coef())
-            for key, value in strategy.metrics().items():
+            metrics = strategy.metrics()
+            if self.adaptive_entropy is not None:
+                if self.rollout_entropy is None:
+                    raise ValueError("adaptive_entropy needs the rollout entropy of the step")
+                self._adaptive_coef = self.adaptive_entropy.step(self.rollout_entropy)
+                metrics.update(self.adaptive_entropy.metrics())
+            for key, value in metrics.items():
                 self._metrics[mode][key].append(float(value))
         return self._weights
 
@@ -328,6 +339,9 @@ class FlexentGRPOTrainer(GRPOTrainer):
             "weights": list(self._weights),
             "weights_step": self._weights_step,
             "bonus": self._bonus,
+            "adaptive_entropy": None
+            if self.adaptive_entropy is None
+            else {**self.adaptive_entropy.state_dict(), "applied": self._adaptive_coef},
         }
 
     def load_flexent_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -338,3 +352,9 @@ class FlexentGRPOTrainer(GRPOTrainer):
         self._weights = (float(state["weights"][0]), float(state["weights"][1]))
         self._weights_step = int(state["weights_step"])
         self._bonus = float(state.get("bonus", 0.0))
+        adaptive = state.get("adaptive_entropy")
+        if self.adaptive_entropy is not None:
+            if adaptive is None:
+                raise ValueError("the checkpoint has no adaptive entropy state to resume")
+            self.adaptive_entropy.load_state_dict(adaptive)
+            self._adaptive_coef = float(adaptive["applied"])
