@@ -9,8 +9,15 @@ import torch
 from flexent.losses import loss_traits
 
 
-def supplied_params(name: str, seed: int = 0) -> dict[str, Any]:
-    """The parameters an adapter supplies to loss ``name``, by its traits (never its name)."""
-    if loss_traits(name).needs_generator:
-        return {"generator": torch.Generator().manual_seed(seed)}
-    return {}
+def supplied_params(name: str, like: torch.Tensor, seed: int = 0) -> dict[str, Any]:
+    """The parameters an adapter supplies to loss ``name``, by its traits (never its name):
+    a seeded generator, and/or a per-token entropy shaped like ``like`` ``[B, T]`` (positive,
+    distinct values so quantiles split the tokens)."""
+    g = torch.Generator().manual_seed(seed)
+    out: dict[str, Any] = {}
+    traits = loss_traits(name)
+    if traits.needs_generator:
+        out["generator"] = g
+    if traits.needs_entropy:
+        out["entropy"] = torch.rand(like.shape, generator=torch.Generator().manual_seed(seed + 1))
+    return out

@@ -39,11 +39,13 @@ def _loss_metric_keys() -> dict[str, set[str]]:
     mask = torch.ones(3, 5, dtype=torch.bool)
     out = {}
     for name in list_policy_losses():
-        extra = {"clip_c": 3.0} if "clip_c" in user_param_names(name) else {}  # dual clip key
+        extra = supplied_params(name, old)
+        entropy = extra.pop("entropy", None)  # compute_policy_loss hands it to the loss
+        if "clip_c" in user_param_names(name):
+            extra["clip_c"] = 3.0  # the dual clip adds its key
         _, metrics = compute_policy_loss(
-            name, new, old, adv, mask, eps_low=0.2, eps_high=0.28, **extra,
-            **supplied_params(name),
-        )  # fmt: skip
+            name, new, old, adv, mask, eps_low=0.2, eps_high=0.28, entropy=entropy, **extra
+        )
         out[name] = set(metrics)
     return out
 

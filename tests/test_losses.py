@@ -184,7 +184,7 @@ def test_masked_tokens_zero_loss_and_gradient_even_with_garbage(name: str) -> No
     adv[2, 1] = math.nan
     logprobs.requires_grad_(True)
     fn = get_policy_loss(name)
-    out = fn(logprobs, old, adv, mask, **supplied_params(name))
+    out = fn(logprobs, old, adv, mask, **supplied_params(name, old))
     assert torch.isfinite(out.per_token_loss).all()
     assert (out.per_token_loss[~mask] == 0).all()
     out.per_token_loss.sum().backward()
@@ -199,7 +199,7 @@ def test_all_masked_batch_gives_zero_not_nan(name: str) -> None:
     logprobs = torch.full((2, 4), -1.0, requires_grad=True)
     mask = torch.zeros(2, 4, dtype=torch.bool)
     out = get_policy_loss(name)(
-        logprobs, torch.zeros(2, 4), torch.ones(2), mask, **supplied_params(name)
+        logprobs, torch.zeros(2, 4), torch.ones(2), mask, **supplied_params(name, mask)
     )
     assert torch.equal(out.per_token_loss, torch.zeros(2, 4))
     out.per_token_loss.sum().backward()
@@ -214,7 +214,9 @@ def test_extreme_log_ratios_stay_finite(name: str) -> None:
     old = torch.tensor([[-1000.0, 0.0, -0.5]])
     logprobs = torch.tensor([[0.0, -1000.0, -0.5]], requires_grad=True)
     for adv in (torch.tensor([1.0e3]), torch.tensor([-1.0e3])):
-        out = get_policy_loss(name)(logprobs, old, adv, torch.ones(1, 3), **supplied_params(name))
+        out = get_policy_loss(name)(
+            logprobs, old, adv, torch.ones(1, 3), **supplied_params(name, old)
+        )
         (grad,) = torch.autograd.grad(out.per_token_loss.sum(), logprobs)
         assert torch.isfinite(out.per_token_loss).all() and torch.isfinite(grad).all()
         assert all(torch.isfinite(v) for v in out.metrics.values())
@@ -226,7 +228,11 @@ def test_every_registered_loss_returns_common_metrics_as_0dim_tensors() -> None:
     logprobs = old + 0.2 * torch.randn(4, 8, generator=g)
     for name in list_policy_losses():
         out = get_policy_loss(name)(
-            logprobs, old, torch.randn(4, generator=g), torch.ones(4, 8), **supplied_params(name)
+            logprobs,
+            old,
+            torch.randn(4, generator=g),
+            torch.ones(4, 8),
+            **supplied_params(name, old),
         )
         assert set(out.metrics) >= COMMON_KEYS, name
         assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in out.metrics.values()), name

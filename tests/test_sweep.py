@@ -99,6 +99,11 @@ def test_a_grid_axis_sets_several_keys_together(tmp_path):
         load_spec(write(tmp_path, "base: base.yaml\ngrid: {regime: [1, 2]}\n"))
 
 
+def test_demo_bootstrap_takes_the_warm_up_settings(tmp_path):
+    spec = load_spec(write(tmp_path, "base: demo\nbootstrap: {sft_epochs: 5.0, n_train: 500}\n"))
+    assert spec.bootstrap == {"sft_epochs": 5.0, "n_train": 500}
+
+
 def test_grid_alone_names_arms_by_values(tmp_path):
     path = write(tmp_path, "base: base.yaml\ngrid: {entropy_control.strategy: [static, id]}\n")
     spec = load_spec(path)

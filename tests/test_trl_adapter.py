@@ -266,3 +266,17 @@ def test_adaptive_entropy_coefficient_drives_the_bonus(tmp_path, tiny):
     assert applied == pytest.approx([0.1, 0.0, 0.1])
     state = trainer.flexent_state_dict()
     assert state["adaptive_entropy"]["coef"] == pytest.approx(0.15)
+
+
+def test_entropy_gated_loss_gets_the_current_entropy(tmp_path, tiny):
+    """archer (needs_entropy): the adapter passes the current policy's per-token entropy; the
+    logged share of high-entropy tokens is 1 - quantile of each sequence's valid tokens."""
+    tokenizer, model = tiny
+    control = EntropyControl(loss="archer", loss_params={"quantile": 0.5})
+    trainer = _make(tmp_path, FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,
+                    entropy_control=control)  # fmt: skip
+    _, grads = _loss_and_grads(trainer, _batch(tokenizer, model))
+    assert grads and all(torch.isfinite(g).all() for g in grads.values())
+    # rows of 5, 3, 5, 4 valid tokens: above the median 2, 1, 2, 2 -> 7 of 17
+    share = trainer._metrics["train"]["archer/frac_high_entropy"][-1]
+    assert share == pytest.approx(7 / 17)

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("verl")
 
 NAMES = [
+    "flexent_archer",
     "flexent_aspo",
     "flexent_ce_gppo",
     "flexent_cispo",

@@ -219,3 +219,35 @@ def test_inert_clipping_is_detected(v):
         ]
     )
     assert clipping_is_inert(dynamic)
+
+
+def test_entropy_reaches_entropy_gated_losses(v):
+    """flexent_archer and top_entropy_quantile read the current policy's entropy that the loss
+    wrapper takes from verl's model output; without the wrapper they fail loudly."""
+    from flexent.integrations.verl import FlexentActorLoss, FlexentPolicyLossConfig
+
+    old, new, adv, mask = batch(6)
+    cfg = actor_config(v, FlexentPolicyLossConfig(loss_mode="flexent_archer"))
+    model_output, data = ppo_loss_inputs(old, new, adv, mask, {})
+    B, T = old.shape
+    ent = torch.rand(B, T, generator=torch.Generator().manual_seed(2), dtype=old.dtype)
+    flat = []
+    for b in range(B):
+        row = torch.zeros(2 + T, dtype=old.dtype)
+        row[1 : 1 + T] = ent[b]
+        flat.append(row)
+    model_output["entropy"] = torch.cat(flat)
+    loss, metrics = FlexentActorLoss(cfg)(model_output, data)
+    assert torch.isfinite(loss)
+    high = sum(
+        int((ent[b][mask[b]] > torch.quantile(ent[b][mask[b]].float(), 0.8)).sum())
+        for b in range(B)
+    )
+    got = metrics["actor/archer/frac_high_entropy"].aggregate()
+    assert got == pytest.approx(high / int(mask.sum()))
+    with pytest.raises(RuntimeError, match="flexent_sync"):
+        v.core_algos.get_policy_loss_fn("flexent_archer")(old, new, adv, mask, "token-mean", cfg)
+    top = actor_config(v, FlexentPolicyLossConfig(top_entropy_quantile=0.5))
+    loss_top, _ = FlexentActorLoss(top)(model_output, data)
+    loss_all, _ = FlexentActorLoss(actor_config(v))(model_output, data)
+    assert not torch.equal(loss_top, loss_all)

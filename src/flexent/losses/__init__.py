@@ -25,6 +25,7 @@ from flexent.losses import (  # noqa: F401  (registers the losses)
     clip,
     cov,
     dppo,
+    entropy_gated,
     importance,
     sequence,
     soft,
@@ -34,6 +35,7 @@ from flexent.losses.aggregate import AGG_MODES, aggregate, entropy_bonus
 from flexent.losses.clip import ce_gppo, ppo_clip, ppo_clip_reference
 from flexent.losses.cov import clip_cov, kl_cov
 from flexent.losses.dppo import dppo_kl, dppo_tv
+from flexent.losses.entropy_gated import archer, high_entropy_mask, sequence_quantile_mask
 from flexent.losses.importance import aspo, cispo
 from flexent.losses.registry import (
     LossOutput,
@@ -56,6 +58,7 @@ __all__ = [
     "LossTraits",
     "Prepared",
     "aggregate",
+    "archer",
     "aspo",
     "ce_gppo",
     "check_loss_params",
@@ -67,6 +70,7 @@ __all__ = [
     "entropy_bonus",
     "get_policy_loss",
     "gspo",
+    "high_entropy_mask",
     "kl_cov",
     "list_policy_losses",
     "loss_param_names",
@@ -77,6 +81,7 @@ __all__ = [
     "prepare",
     "register_policy_loss",
     "sapo",
+    "sequence_quantile_mask",
     "user_param_names",
 ]
 
@@ -98,9 +103,11 @@ def compute_policy_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Look up loss ``name``, run it, add the optional entropy bonus and aggregate.
 
-    ``eps_low``/``eps_high`` left as None take the loss's own defaults. Returns the 0-dim loss
-    and the loss's metrics plus ``policy/loss`` (the aggregated loss, detached; with the bonus
-    when one is applied). Unknown ``params`` raise ValueError listing the loss's parameters.
+    ``eps_low``/``eps_high`` left as None take the loss's own defaults. ``entropy`` (the
+    current policy's per-token entropy ``[B, T]``) feeds the bonus and, for a loss with the
+    ``needs_entropy`` trait (``archer``), the loss. Returns the 0-dim loss and the loss's
+    metrics plus ``policy/loss`` (the aggregated loss, detached; with the bonus when one is
+    applied). Unknown ``params`` raise ValueError listing the loss's parameters.
     """
     fn = get_policy_loss(name)
     accepted = loss_param_names(fn)
@@ -113,6 +120,8 @@ def compute_policy_loss(
         params["eps_low"] = eps_low
     if eps_high is not None:
         params["eps_high"] = eps_high
+    if loss_traits(name).needs_entropy:
+        params["entropy"] = entropy  # the same per-token entropy feeds the loss and the bonus
     out = fn(logprobs, old_logprobs, advantages, mask, **params)
     per_token = out.per_token_loss
     if entropy is not None and entropy_coef != 0.0:

@@ -43,15 +43,19 @@ class LossTraits:
             (adapters warn when a run uses another).
         needs_generator: the loss takes ``generator=torch.Generator`` for its random draws; the
             adapters supply one, seeded per training step (reproducible across resume).
+        needs_entropy: the loss takes ``entropy=`` (the current policy's per-token entropy
+            ``[B, T]``, detached); the adapters supply it.
     """
 
     sequence_level: bool = False
     default_agg: str | None = None
     needs_generator: bool = False
+    needs_entropy: bool = False
 
     def adapter_params(self) -> set[str]:
         """Loss parameters the adapters supply themselves (not settable in ``loss_params``)."""
-        return {"generator"} if self.needs_generator else set()
+        supplied = {"generator"} if self.needs_generator else set()
+        return supplied | ({"entropy"} if self.needs_entropy else set())
 
 
 PolicyLossFn = Callable[..., LossOutput]

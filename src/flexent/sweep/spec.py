@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -266,10 +266,10 @@ def _check_demo_keys(spec: SweepSpec) -> None:
         return
     from flexent.demo import DemoSetup
 
-    known = {f.name for f in fields(DemoSetup)}
-    unknown = sorted(set(spec.bootstrap) - known)
-    if unknown:
-        raise SpecError(f"{spec.path}: bootstrap: unknown key(s) {unknown}; valid: {sorted(known)}")
+    try:
+        DemoSetup.from_dict(spec.bootstrap)
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"{spec.path}: bootstrap: {err}") from None
     managed = {"model.path", "data.source", "evaluation.source"}
     for where, overrides in [("overrides", spec.overrides), *spec.groups.items()]:
         clash = sorted(managed & set(overrides))

@@ -83,7 +83,7 @@ def compute_flexent_loss(trainer: Any, model, inputs) -> torch.Tensor:
     adv_bt = advantages.expand_as(logprobs)
     out = trainer._loss_fn(
         logprobs, old_logprobs, adv_bt, mask, eps_low=eps_low, eps_high=eps_high,
-        **trainer._loss_params(),
+        **trainer._loss_params(entropies),
     )  # fmt: skip
     per_token_loss = out.per_token_loss
     coef = trainer.step_entropy_coef()

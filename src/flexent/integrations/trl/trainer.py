@@ -267,13 +267,17 @@ class FlexentGRPOTrainer(GRPOTrainer):
         return mask if "tool_mask" not in inputs else mask * inputs["tool_mask"]
 
     # -- the loss ---------------------------------------------------------------------------
-    def _loss_params(self) -> dict[str, Any]:
-        """``loss_params`` plus what the loss's traits ask the adapter for (a generator)."""
+    def _loss_params(self, entropies: torch.Tensor) -> dict[str, Any]:
+        """``loss_params`` plus what the loss's traits ask the adapter for: a generator, the
+        current policy's per-token ``entropies`` (detached)."""
         from flexent.losses import loss_traits
 
         params = dict(self.entropy_control.loss_params)
-        if loss_traits(self.entropy_control.loss).needs_generator:
+        traits = loss_traits(self.entropy_control.loss)
+        if traits.needs_generator:
             params["generator"] = self._step_generator()
+        if traits.needs_entropy:
+            params["entropy"] = entropies.detach()
         return params
 
     def _step_generator(self) -> torch.Generator:

@@ -173,6 +173,8 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
             optimizer step (clipping, hence every strategy, is inert).
         seed: seed of the generator of randomised losses (``clip_cov``), re-seeded at each
             step from (seed, rank, step) (:func:`flexent.control.step_seed`).
+        top_entropy_quantile: train only on the top fraction of tokens by entropy (1.0 = all;
+            arXiv 2506.01939, TRL's setting of the same name), with any loss.
     """
 
     loss_mode: str = "flexent_ppo_clip"
@@ -183,10 +185,14 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
     region_schemes: list = field(default_factory=lambda: list(_DEFAULTS.region_schemes))
     on_inert: str = _DEFAULTS.on_inert
     seed: int = 0
+    top_entropy_quantile: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"{KEY}.seed must be an int, got {self.seed!r}")
+        top = self.top_entropy_quantile
+        if isinstance(top, bool) or not isinstance(top, (int, float)) or not 0.0 < top <= 1.0:
+            raise ValueError(f"{KEY}.top_entropy_quantile must lie in (0, 1], got {top!r}")
         for name in ("strategy_params", "thresholds", "loss_params"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{KEY}.{name} must be a mapping, got {getattr(self, name)!r}")

@@ -22,18 +22,19 @@ from typing import Any
 import torch
 from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
 from verl.utils import tensordict_utils as tu
-from verl.workers.utils.losses import ppo_loss
+from verl.workers.utils.losses import no_padding_2_padding, ppo_loss
 
 from flexent.control import step_seed
 from flexent.diagnostics import region_stats
 from flexent.integrations.verl.config import (
+    KEY,
     PREFIX,
     FlexentPolicyLossConfig,
     config_warnings,
     std_eps_pair,
     verl_loss_params,
 )
-from flexent.losses import get_policy_loss, list_policy_losses, loss_traits
+from flexent.losses import get_policy_loss, high_entropy_mask, list_policy_losses, loss_traits
 
 RUNTIME_KEYS = ("flexent_step", "flexent_w_up", "flexent_w_low")
 _SLOT = "_flexent_runtime"
@@ -84,8 +85,18 @@ def thresholds_for(
 
 def _loss_params(name: str, config: Any, device: torch.device) -> dict[str, Any]:
     params = verl_loss_params(name, config)
-    if loss_traits(name).needs_generator:
+    traits = loss_traits(name)
+    if traits.needs_generator:
         params["generator"] = _generator(config.policy_loss, device)
+    if traits.needs_entropy:
+        entropy = runtime(config.policy_loss).get("entropy")
+        if entropy is None:
+            raise RuntimeError(
+                f"{PREFIX}{name} needs the current policy's per-token entropy, which reaches the "
+                "loss through flexent's loss wrapper: run verl with "
+                "trainer.v1.trainer_mode=flexent_sync (docs/verl.md)"
+            )
+        params["entropy"] = entropy
     return params
 
 
@@ -159,6 +170,9 @@ def make_verl_loss(name: str) -> Any:
         per_token = out.per_token_loss
         if rollout_is_weights is not None:
             per_token = per_token * rollout_is_weights
+        top = getattr(config.policy_loss, "top_entropy_quantile", 1.0)
+        if top < 1.0:
+            per_token = per_token * _top_entropy(config, response_mask, top)
         loss = agg_loss(
             loss_mat=per_token,
             loss_mask=response_mask,
@@ -182,6 +196,17 @@ def make_verl_loss(name: str) -> Any:
     verl_policy_loss.__name__ = verl_policy_loss.__qualname__ = f"{PREFIX}{name}"
     verl_policy_loss.__doc__ = f"flexent loss {name!r} in verl's policy-loss signature."
     return verl_policy_loss
+
+
+def _top_entropy(config: Any, mask: torch.Tensor, top: float) -> torch.Tensor:
+    """The high-entropy-minority mask (``policy_loss.top_entropy_quantile``) of this batch."""
+    entropy = runtime(config.policy_loss).get("entropy")
+    if entropy is None:
+        raise RuntimeError(
+            f"{KEY}.top_entropy_quantile needs the per-token entropy, which reaches the loss "
+            "through flexent's loss wrapper: run verl with trainer.v1.trainer_mode=flexent_sync"
+        )
+    return high_entropy_mask(entropy, mask, top).to(entropy.dtype)
 
 
 def _region_metrics(
@@ -232,6 +257,8 @@ class FlexentActorLoss:
             rt.update(step=int(values["flexent_step"]), w_up=float(values["flexent_w_up"]))
             rt["w_low"] = float(values["flexent_w_low"])
         rt["old_entropy"] = _old_entropy(data)
+        if model_output.get("entropy") is not None:  # the current policy's, as verl's ppo_loss
+            rt["entropy"] = no_padding_2_padding(model_output["entropy"], data).detach()
         try:
             return ppo_loss(self.config, model_output, data, dp_group)
         finally:
