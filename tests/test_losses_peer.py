@@ -370,3 +370,52 @@ def test_aspo_runs_through_the_verl_plugin(v) -> None:
         torch.testing.assert_close(loss, direct, rtol=1e-12, atol=1e-12)
         out.append(m["actor/clip/frac_dual"])
     assert out[0] > out[1]  # fewer tokens above r = 10 than above r = 3
+
+
+def _bapo_reference(ratio, adv, mask, *, lo, hi, target, lo_max, lo_step, hi_max, hi_step):
+    """WooooDyy/BAPO's bound search, transcribed with its scalar loops (recipe/bapo/
+    policy_loss.py at 7287044): returns the chosen (lo, hi)."""
+
+    def balance(lo, hi):
+        eff = torch.where(adv >= 0, torch.minimum(ratio, torch.tensor(hi)),
+                          torch.maximum(ratio, torch.tensor(lo)))  # fmt: skip
+        c = eff * adv * mask
+        pos, neg = c.clamp(min=0).sum(), (-c.clamp(max=0)).sum()
+        return float("inf") if neg <= 0 else float(pos / (neg + 1e-8))
+
+    b = balance(lo, hi)
+    while b < target and lo < lo_max and lo_step > 0:
+        lo = min(lo + lo_step, lo_max)
+        b = balance(lo, hi)
+        if b >= target:
+            break
+    while b < target and hi < hi_max and hi_step > 0:
+        hi = min(hi + hi_step, hi_max)
+        b = balance(lo, hi)
+        if b >= target:
+            break
+    return lo, hi
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("target", [0.3, 0.5, 1.0, 3.0])
+def test_bapo_bounds_equal_the_reference_search(seed, target):
+    from flexent.losses import bapo
+
+    g = torch.Generator().manual_seed(seed)
+    old = -torch.rand(4, 6, generator=g, dtype=torch.float64) * 2
+    new = old + torch.randn(4, 6, generator=g, dtype=torch.float64) * 0.4
+    adv = torch.randn(4, 1, generator=g, dtype=torch.float64).expand(4, 6).clone()
+    mask = torch.rand(4, 6, generator=g) > 0.2
+    out = bapo(new, old, adv, mask, target=target)
+    ratio = torch.where(mask, (new - old).exp(), torch.ones(()))
+    lo, hi = _bapo_reference(ratio, torch.where(mask, adv, torch.zeros(())), mask, lo=0.8,
+                             hi=1.2, target=target, lo_max=0.95, lo_step=0.05, hi_max=2.0,
+                             hi_step=0.1)  # fmt: skip
+    assert float(out.metrics["bapo/lo_shift"]) == pytest.approx(lo - 0.8)
+    assert float(out.metrics["bapo/hi_shift"]) == pytest.approx(hi - 1.2)
+    # the loss is ppo_clip with those ratio bounds and the dual clip 3
+    from flexent.losses import ppo_clip
+
+    ref = ppo_clip(new, old, adv, mask, eps_low=1 - lo, eps_high=hi - 1, clip_c=3.0)
+    torch.testing.assert_close(out.per_token_loss, ref.per_token_loss)

@@ -14,7 +14,9 @@ import pytest
 
 verl = pytest.importorskip("verl")
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "verl"
-METHODS = ["grpo", "clip_higher", "clip_cov", "kl_cov", "ce_gppo", "id", "did", "od"]
+METHODS = ["grpo", "clip_higher", "clip_cov", "kl_cov", "ce_gppo", "id", "did", "od", "cispo",
+           "dppo_tv", "dppo_kl", "aspo", "archer", "bapo", "high_entropy_minority", "id_tv",
+           "id_dcpo"]  # fmt: skip
 
 
 def overrides(script: str, *args: str) -> list[str]:
@@ -57,8 +59,15 @@ def test_paper_recipe_composes(compose, method):
     assert (cfg.data.max_prompt_length, cfg.data.max_response_length) == (1024, 3072)
     assert cfg.actor_rollout_ref.rollout.max_model_len == 4096
     assert type(actor.policy_loss).__name__ == "FlexentPolicyLossConfig"
-    expected_strategy = method if method in ("id", "did", "od") else "static"
+    expected_strategy = (
+        method.split("_")[0] if method in ("id", "did", "od", "id_tv", "id_dcpo") else "static"
+    )
     assert actor.policy_loss.strategy == expected_strategy
+    families = {"id_tv": "tv", "id_dcpo": "dcpo"}
+    if method in families:  # the threshold family reaches the config as a mapping
+        assert (
+            actor.policy_loss.thresholds_for((0.2, 0.2)).family(upper=True).name == families[method]
+        )
     # clipping must act: 512 / 32 = 16 optimizer steps per rollout batch
     assert cfg.data.train_batch_size // cfg.actor_rollout_ref.actor.ppo_mini_batch_size == 16
 

@@ -12,6 +12,7 @@ pytest.importorskip("verl")
 NAMES = [
     "flexent_archer",
     "flexent_aspo",
+    "flexent_bapo",
     "flexent_ce_gppo",
     "flexent_cispo",
     "flexent_clip_cov",

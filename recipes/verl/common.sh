@@ -21,7 +21,22 @@ flexent_method_args() {
     id|did)       echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.strategy=$1" \
                     "+$pl.strategy_params.phase_ratio=${PHASE_RATIO:-0.5}" ;;
     od)           echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.strategy=od" ;;
-    *) echo "unknown method '$1' (grpo clip_higher clip_cov kl_cov ce_gppo id did od)" >&2; return 2 ;;
+    cispo)        echo "${flex[@]}" "$pl.loss_mode=flexent_cispo" \
+                    actor_rollout_ref.actor.clip_ratio_low=0.2 actor_rollout_ref.actor.clip_ratio_high=0.2 ;;
+    dppo_tv|dppo_kl)
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_$1" "+$pl.thresholds.eps_std=${DPPO_DELTA:-0.15}" ;;
+    aspo)         echo "${flex[@]}" "$pl.loss_mode=flexent_aspo" ;;
+    archer)       echo "${flex[@]}" "$pl.loss_mode=flexent_archer" ;;
+    bapo)         echo "${flex[@]}" "$pl.loss_mode=flexent_bapo" ;;
+    high_entropy_minority)
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.top_entropy_quantile=0.2" ;;
+    id_tv)        echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.strategy=id" \
+                    "+$pl.thresholds.upper={family:tv,delta:0.15,clamp:false}" \
+                    "+$pl.thresholds.lower={family:tv,delta:0.15,clamp:false}" ;;
+    id_dcpo)      echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.strategy=id" \
+                    "+$pl.thresholds.upper={family:dcpo,eps:0.28,clip_ratio_c:10}" \
+                    "+$pl.thresholds.lower={family:dcpo,eps:0.2}" ;;
+    *) echo "unknown method '$1' (grpo clip_higher clip_cov kl_cov ce_gppo id did od cispo dppo_tv dppo_kl aspo archer bapo high_entropy_minority id_tv id_dcpo)" >&2; return 2 ;;
   esac
 }
 

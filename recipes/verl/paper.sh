@@ -5,7 +5,8 @@
 #   bash recipes/verl/paper.sh MODEL METHOD [extra Hydra overrides...]
 #   MODEL:  math7b (Qwen2.5-Math-7B: prompt 1024 + response 3072 = its 4096-token context)
 #           7b     (Qwen2.5-7B: prompt 2048 + response 8192, the paper's response length)
-#   METHOD: grpo clip_higher clip_cov kl_cov ce_gppo id did od
+#   METHOD: grpo clip_higher clip_cov kl_cov ce_gppo id did od cispo dppo_tv dppo_kl aspo archer
+#           bapo high_entropy_minority id_tv id_dcpo (common.sh)
 #   env:    MODEL_PATH (default: the HF id), DATA_DIR (dapo-math-17k.parquet, aime-2024.parquet),
 #           CKPT_DIR, NNODES, PHASE_RATIO, KL_COV_RATIO, CE_GPPO_BETA1,
 #           MAX_PROMPT_LENGTH / MAX_RESPONSE_LENGTH (override the model's lengths)

@@ -99,11 +99,17 @@ class EntropyControl:
             )
         if isinstance(self.strategy, str):
             self.strategy_params = _strategy_params(self.strategy, self.strategy_params)
-        if loss_traits(self.loss).sequence_level and self.strategy_name != "static":
+        traits = loss_traits(self.loss)
+        if (traits.sequence_level or traits.scalar_eps) and self.strategy_name != "static":
+            why = (
+                "clips one ratio per sequence"
+                if traits.sequence_level
+                else "searches its own clip bounds from scalar eps"
+            )
             raise ValueError(
                 f"strategy: {self.strategy_name!r} with loss {self.loss!r}: flexent's thresholds are "
-                f"per token but {self.loss} clips one ratio per sequence, so only strategy "
-                "'static' is allowed (set eps_std to the loss's sequence-level bounds)"
+                f"per token but {self.loss} {why}, so only strategy 'static' is allowed (set "
+                "eps_std to the loss's bounds)"
             )
 
     @property

@@ -22,6 +22,7 @@ from typing import Any
 from torch import Tensor
 
 from flexent.losses import (  # noqa: F401  (registers the losses)
+    balanced,
     clip,
     cov,
     dppo,
@@ -32,6 +33,7 @@ from flexent.losses import (  # noqa: F401  (registers the losses)
 )
 from flexent.losses._common import LOG_RATIO_CLAMP, EpsLike, Prepared, out_of_band, prepare
 from flexent.losses.aggregate import AGG_MODES, aggregate, entropy_bonus
+from flexent.losses.balanced import bapo
 from flexent.losses.clip import ce_gppo, ppo_clip, ppo_clip_reference
 from flexent.losses.cov import clip_cov, kl_cov
 from flexent.losses.dppo import dppo_kl, dppo_tv
@@ -60,6 +62,7 @@ __all__ = [
     "aggregate",
     "archer",
     "aspo",
+    "bapo",
     "ce_gppo",
     "check_loss_params",
     "cispo",

@@ -45,12 +45,16 @@ class LossTraits:
             adapters supply one, seeded per training step (reproducible across resume).
         needs_entropy: the loss takes ``entropy=`` (the current policy's per-token entropy
             ``[B, T]``, detached); the adapters supply it.
+        scalar_eps: the loss sets its own clip bounds from scalar ``eps_low`` / ``eps_high``
+            (the start of a search), so per-token thresholds (every strategy but ``static``)
+            do not apply.
     """
 
     sequence_level: bool = False
     default_agg: str | None = None
     needs_generator: bool = False
     needs_entropy: bool = False
+    scalar_eps: bool = False
 
     def adapter_params(self) -> set[str]:
         """Loss parameters the adapters supply themselves (not settable in ``loss_params``)."""

@@ -77,9 +77,13 @@ def compute_flexent_loss(trainer: Any, model, inputs) -> torch.Tensor:
     old_logprobs = logprobs.detach() if old_logprobs is None else old_logprobs
 
     w_up, w_low = trainer._step_weights(mode)
-    eps_low, eps_high = trainer.entropy_control.thresholds(
-        old_logprobs, w_up=w_up, w_low=w_low, logprobs=logprobs
-    )
+    th = trainer.entropy_control.thresholds
+    eps_low, eps_high = th(old_logprobs, w_up=w_up, w_low=w_low, logprobs=logprobs)
+    # a side at weight 0 is exactly eps_std: a Python float, as in TRL and the verl adapter
+    if w_low == 0.0:
+        eps_low = th.std_eps(upper=False)
+    if w_up == 0.0:
+        eps_high = th.std_eps(upper=True)
     adv_bt = advantages.expand_as(logprobs)
     out = trainer._loss_fn(
         logprobs, old_logprobs, adv_bt, mask, eps_low=eps_low, eps_high=eps_high,
