@@ -7,6 +7,7 @@ position's logits is ``-A [p_a (ln p_a + H) - sum_x p_x^2 (ln p_x + H)]`` (the f
 model, scores them, forms GRPO advantages, and compares the two terms token by token, per
 theory region: how often their signs agree and how their sums compare.
 
+    python scripts/check_pred_dh.py demo     # the demo's warm-up model and held-out prompts
     python scripts/check_pred_dh.py MODEL --data FILE.jsonl --reward countdown \\
         --reward-param last_line_fallback=true --problems 100 --samples 8 --max-new-tokens 8
 
@@ -31,9 +32,10 @@ from flexent.diagnostics import (
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model")
-    p.add_argument("--data", required=True, help="prompt file (load_prompts)")
-    p.add_argument("--reward", required=True)
+    p.add_argument("model", help="a model directory, or `demo`: the demo's (cached) warm-up")
+    p.add_argument("--data", help="prompt file (load_prompts; `demo`: its held-out prompts)")
+    p.add_argument("--reward", default="countdown")
+    p.add_argument("--cache", default="runs/.flexent-cache", help="`demo`: the warm-up cache")
     p.add_argument("--reward-param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--problems", type=int, default=100)
     p.add_argument("--samples", type=int, default=8, help="completions per prompt (the group)")
@@ -66,6 +68,16 @@ def main(argv: list[str]) -> int:
     from flexent.rewards import get_reward
 
     args = parse_args(argv)
+    if args.model == "demo":
+        from pathlib import Path
+
+        from flexent.demo import DemoSetup
+
+        setup = DemoSetup().prepare(Path(args.cache))
+        args.model, args.data = setup["model.path"], args.data or setup["evaluation.source"]
+        args.reward_param = args.reward_param or ["last_line_fallback=true"]
+    if args.data is None:
+        raise SystemExit("--data is required (except for `demo`)")
     model, tokenizer = load_model_and_tokenizer(args.model, dtype="float32")
     rows = load_prompts(args.data, max_samples=args.problems)
     reward = get_reward(args.reward, **reward_params(args.reward_param))
@@ -105,8 +117,10 @@ def main(argv: list[str]) -> int:
               f"| {float(full[r].sum()) / n_valid:+.4f} |")  # fmt: skip
     all_valid = mask & (adv[:, None] != 0)
     agree = float((torch.sign(token[all_valid]) == torch.sign(full[all_valid])).float().mean())
-    print(f"| all (A != 0) | {float(all_valid.sum()) / n_valid:.3f} | {agree:.3f} | "
-          f"{float(token[mask].sum()) / n_valid:+.4f} | {float(full[mask].sum()) / n_valid:+.4f} |")
+    print(
+        f"| all (A != 0) | {float(all_valid.sum()) / n_valid:.3f} | {agree:.3f} | "
+        f"{float(token[mask].sum()) / n_valid:+.4f} | {float(full[mask].sum()) / n_valid:+.4f} |"
+    )
     return 0
 
 

@@ -94,8 +94,13 @@ def test_build_results_metrics_and_table(tmp_path):
     assert "| a | 3 | 41.7 | 41.7 | 50.0 | 66.7 | 33.3 |" in table
     assert "| **average** |" in table
 
+    # intervals over problems: b's two problems score 2/4 and 3/4, so a bootstrap mean is one
+    # of 1/2, 5/8, 3/4 and the 95 % interval spans the extremes; b's pass@4 is 1 on both
+    ib = results["benchmarks"]["b"]["intervals"]
+    assert ib["mean@4"] == [0.5, 0.75] and ib["pass@4"] == [1.0, 1.0]
     json_path, md_path = write_results(results, tmp_path)
-    assert md_path.read_text().endswith(table)
+    text = md_path.read_text()
+    assert table in text and "| b | 50.0-75.0 | 50.0-75.0 |" in text
     loaded = load_results(json_path)
     assert loaded == json.loads(json.dumps(results))
     # pass@k recomputed from the stored counts with the binomial formula directly.

@@ -15,10 +15,12 @@ from typing import Any
 
 from flexent.evaluation.metrics import (
     MajorityVote,
+    bootstrap_interval,
     maj_at_k,
     majority_vote,
     mean_at_k,
     mean_pass_at_k,
+    pass_at_k,
 )
 
 RESULTS_FORMAT = "flexent-eval/1"
@@ -88,6 +90,19 @@ def benchmark_metrics(problems: Sequence[ProblemResult], ks: Sequence[int]) -> d
     return metrics
 
 
+def metric_intervals(
+    problems: Sequence[ProblemResult], ks: Sequence[int], *, draws: int = 2000
+) -> dict[str, list[float]]:
+    """95 % percentile-bootstrap intervals over problems of ``mean@K``, each ``pass@k`` and
+    ``maj@K`` (the per-problem values resampled with replacement, fixed RNG)."""
+    k_total = problems[0].n
+    per_problem: dict[str, list[float]] = {f"mean@{k_total}": [p.correct / p.n for p in problems]}
+    for k in ks:
+        per_problem[f"pass@{k}"] = [pass_at_k(p.n, p.correct, k) for p in problems]
+    per_problem[f"maj@{k_total}"] = [float(p.maj_correct) for p in problems]
+    return {m: list(bootstrap_interval(v, draws=draws)) for m, v in per_problem.items()}
+
+
 def average_metrics(per_benchmark: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """Unweighted mean over benchmarks of each metric that every benchmark reports."""
     if not per_benchmark:
@@ -117,6 +132,7 @@ def build_results(
             "reward_params": dict(bench.get("reward_params", {})),
             "num_problems": len(problems),
             "metrics": benchmark_metrics(problems, ks),
+            "intervals": metric_intervals(problems, ks),
             "problems": [_problem_dict(p) for p in problems],
         }
     return {
@@ -170,8 +186,27 @@ def write_results(results: Mapping[str, Any], out_dir: str | Path) -> tuple[Path
         + ", ".join(f"{k}={v}" for k, v in results["sampling"].items())
         + ". Values in percent; the average is the unweighted mean over benchmarks.\n\n"
     )
-    md_path.write_text(header + results_table(results), encoding="utf-8")
+    md_path.write_text(header + results_table(results) + intervals_table(results), encoding="utf-8")
     return json_path, md_path
+
+
+def intervals_table(results: Mapping[str, Any]) -> str:
+    """The 95 % bootstrap intervals over problems, in percent, one row per benchmark."""
+    benches = {n: b for n, b in results["benchmarks"].items() if b.get("intervals")}
+    if not benches:
+        return ""
+    columns = list(next(iter(benches.values()))["intervals"])
+    rows = [
+        "\n95 % intervals (percentile bootstrap over problems, 2,000 draws):\n",
+        "| benchmark | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for name, bench in benches.items():
+        cells = [
+            f"{100 * lo:.1f}-{100 * hi:.1f}" for lo, hi in (bench["intervals"][c] for c in columns)
+        ]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
