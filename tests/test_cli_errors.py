@@ -18,20 +18,15 @@ import pytest
 
 pytest.importorskip("trl")
 
-from flexent.models import build_char_tokenizer, build_tiny_qwen2
+from tiny_support import save_tiny_model, write_countdown_rows
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A tiny model, countdown-style data and a base config; returns (folder, config path)."""
     root = tmp_path_factory.mktemp("cli")
-    tokenizer = build_char_tokenizer("0123456789+-*/=()> ")
-    model = build_tiny_qwen2(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
-    model.save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
-    rows = [{"prompt": f"{i} {i + 1}>{2 * i + 1}=", "answer": f"{i}+{i + 1}",
-             "numbers": [i, i + 1], "target": 2 * i + 1} for i in range(1, 9)]  # fmt: skip
-    (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    save_tiny_model(root / "model")
+    write_countdown_rows(root / "data.jsonl")
     cfg = root / "cfg.yaml"
     cfg.write_text(
         textwrap.dedent(

@@ -6,7 +6,7 @@ so importing this module is cheap and needs no display.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,37 @@ def grid_shape(n: int) -> tuple[int, int]:
     return (1, n) if n <= 3 else (2, (n + 1) // 2)
 
 
+def draw_grid(
+    items: Sequence[Any], draw: Callable[[Any, Any], object], path: Path, *, title: str = ""
+) -> Path:
+    """One panel per item (``draw(ax, item)``) on a grid of at most 3 columns, the unused axes
+    hidden, ``title`` above; saved as ``path``."""
+    plt = pyplot()
+    rows, cols = grid_shape(len(items))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    for ax, item in zip(axes.flat, items, strict=False):
+        draw(ax, item)
+    for ax in list(axes.flat)[len(items) :]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def pass_at_k_axes(ax: Any, ks: Sequence[int], title: str) -> None:
+    """Axis labels, log2 k ticks, grid and legend of a pass@k panel."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(ks), [str(k) for k in ks])
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("k (samples drawn)")
+    ax.set_ylabel("pass@k (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def spans_decades(values: Sequence[float], decades: float = 2.0) -> bool:
     """Whether the positive ``values`` span at least ``decades`` powers of ten.
 
@@ -143,18 +174,8 @@ def plot_figure(
                 notes.append(f"`{spec.name}.png`: `{p.key}` missing in {', '.join(lacking)}")
     if not panels:
         return None, notes
-    plt = pyplot()
-    rows, cols = grid_shape(len(panels))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
-    for ax, panel in zip(axes.flat, panels, strict=False):
-        _draw_panel(ax, panel, runs, spec.log_when_spanning)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.set_visible(False)
-    fig.suptitle(spec.title)
-    fig.tight_layout()
-    path = out_dir / f"{spec.name}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = draw_grid(panels, lambda ax, panel: _draw_panel(ax, panel, runs, spec.log_when_spanning),
+                     out_dir / f"{spec.name}.png", title=spec.title)  # fmt: skip
     return path, notes
 
 
@@ -192,25 +213,13 @@ def plot_pass_at_k(
             ks = sorted(int(m.split("@")[1]) for m in metrics if m.startswith("pass@"))
             ys = [100 * metrics[f"pass@{k}"] for k in ks]
             panels.setdefault(bench, []).append((label, ks, ys))
-    plt = pyplot()
-    rows, cols = grid_shape(len(panels))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
-    for ax, (bench, lines) in zip(axes.flat, panels.items(), strict=False):
+
+    def draw(ax: Any, bench: str) -> None:
+        lines = panels[bench]
         for label, ks, ys in lines:
             ax.plot(ks, ys, marker="o", label=label)
-        all_ks = sorted({k for _, ks, _ in lines for k in ks})
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(all_ks, [str(k) for k in all_ks])
-        ax.set_title(bench, fontsize=10)
-        ax.set_xlabel("k (samples drawn)")
-        ax.set_ylabel("pass@k (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.set_visible(False)
-    fig.suptitle("pass@k (unbiased estimator)")
-    fig.tight_layout()
-    path = out_dir / "pass_at_k.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        pass_at_k_axes(ax, sorted({k for _, ks, _ in lines for k in ks}), bench)
+
+    path = draw_grid(list(panels), draw, out_dir / "pass_at_k.png",
+                     title="pass@k (unbiased estimator)")  # fmt: skip
     return path, []

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flexent.report.figures import FIGURES, STEP_LABEL, FigureSpec, Panel, grid_shape, pyplot
+from flexent.report.figures import FIGURES, STEP_LABEL, FigureSpec, Panel, draw_grid, pass_at_k_axes
 
 if TYPE_CHECKING:
     from flexent.sweep.report import ArmResult
@@ -71,29 +71,17 @@ def _figure(spec: FigureSpec, arms: Sequence[ArmResult], out: Path) -> Path | No
     panels = [p for p in spec.panels if any(arm_curves(a, p.key) for a in arms)]
     if not panels:
         return None
-    plt = pyplot()
-    rows, cols = grid_shape(len(panels))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.5 * rows), squeeze=False)
-    for ax, panel in zip(axes.flat, panels, strict=False):
-        _draw(ax, panel, arms)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.set_visible(False)
-    fig.suptitle(f"{spec.title} (mean over seeds, min-max band)")
-    fig.tight_layout()
-    path = out / f"{spec.name}.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return draw_grid(panels, lambda ax, panel: _draw(ax, panel, arms), out / f"{spec.name}.png",
+                     title=f"{spec.title} (mean over seeds, min-max band)")  # fmt: skip
 
 
 def _pass_at_k(arms: Sequence[ArmResult], out: Path) -> Path | None:
     stages = sorted({k.split(" ")[0] for a in arms for k in a.values if " pass@" in k})
     if not stages:
         return None
-    plt = pyplot()
-    rows, cols = grid_shape(len(stages))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.5 * rows), squeeze=False)
-    for ax, stage in zip(axes.flat, stages, strict=False):
+
+    def draw(ax: Any, stage: str) -> None:
+        all_ks: set[int] = set()
         for arm in arms:
             ks = sorted(int(k.split("@")[1]) for k in arm.values if k.startswith(f"{stage} pass@"))
             if not ks:
@@ -103,20 +91,10 @@ def _pass_at_k(arms: Sequence[ArmResult], out: Path) -> Path | None:
             (line,) = ax.plot(ks, mean, marker="o", label=arm.name)
             ax.fill_between(ks, [100 * min(v) for v in seeds], [100 * max(v) for v in seeds],
                             color=line.get_color(), alpha=0.15, linewidth=0)  # fmt: skip
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(ks, [str(k) for k in ks])
-        ax.set_title(f"held-out pass@k, {stage}", fontsize=10)
-        ax.set_xlabel("k (samples drawn)")
-        ax.set_ylabel("pass@k (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(stages) :]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    path = out / "pass_at_k.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+            all_ks.update(ks)
+        pass_at_k_axes(ax, sorted(all_ks), f"held-out pass@k, {stage}")
+
+    return draw_grid(stages, draw, out / "pass_at_k.png")
 
 
 def plot_sweep_figures(arms: Sequence[ArmResult], out: Path) -> list[Path]:
