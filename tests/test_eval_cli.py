@@ -162,6 +162,41 @@ def test_eval_mistakes_are_one_line_before_the_model_loads(
     assert not (tmp_path / "o").exists()  # nothing written by any of them
 
 
+def test_task_params_pick_the_training_configs_held_out_problems(model_dir, tmp_path, capsys):
+    from flexent.config import load_config
+    from flexent.integrations.trl.preflight import load_rows
+
+    out = tmp_path / "o"
+    argv = [str(model_dir), "-b", "arithmetic", "--task-param", "digits=2", "--task-param",
+            "ops=[+]", "--task-param", "seed=3", "--max-samples", "5", "--samples", "1",
+            "--max-new-tokens", "2", "--out", str(out), "--no-progress", "--save-completions"]  # fmt: skip
+    assert main(["eval", *argv]) == 0
+    capsys.readouterr()
+    results = json.loads((out / "results.json").read_text())
+    answers = [p["answer"] for p in results["benchmarks"]["arithmetic"]["problems"]]
+    assert results["benchmarks"]["arithmetic"]["task_params"] == {
+        "digits": 2, "ops": ["+"], "seed": 3}  # fmt: skip
+    # the held-out rows `flexent train` evaluates with the same data.params
+    cfg = load_config(None, ["model.path=x", "data.source=arithmetic", "reward.name=arithmetic",
+                             "data.params={digits: 2, ops: ['+'], seed: 3}",
+                             "evaluation.max_samples=5"])  # fmt: skip
+    rows = load_rows(cfg, evaluation=True)
+    assert answers == [r["answer"] for r in rows]
+    for r in rows:  # 2-digit additions, answers computed here from the prompt
+        a, b = (int(x) for x in r["prompt"].split("What is ")[1].split("?")[0].split(" + "))
+        assert 10 <= a <= 99 and 10 <= b <= 99 and r["answer"] == str(a + b)
+    base = [str(model_dir), "-b", "arithmetic", "--out", str(tmp_path / "x"), "--no-progress"]
+    assert "ArithmeticTask: digits must be >= 1, got 0" in _fails(
+        capsys, [*base, "--task-param", "digits=0"]
+    )
+    msg = _fails(capsys, [*base, "--task-param", "digitz=2"])
+    assert "--task-param for arithmetic" in msg and "digitz" in msg
+    msg = _fails(capsys, [str(model_dir), "-b", str(FIXTURE), "--task-param", "digits=2"])
+    assert "--task-param is for the procedural tasks" in msg
+    assert "KEY=VALUE" in _fails(capsys, [*base, "--task-param", "digits"])
+    assert not (tmp_path / "x").exists()
+
+
 def test_samples_are_written_as_they_are_scored(model_dir, tmp_path, monkeypatch):
     (tmp_path / "bomb_reward.py").write_text(BOMB)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -156,3 +156,54 @@ def test_load_smollm2_gguf_when_installed():
     assert text.endswith("<|im_start|>assistant\n")
     # The GGUF metadata says eos = pad = 2 = <|im_end|>, the end of a chat turn.
     assert (tok.eos_token, tok.eos_token_id, tok.pad_token_id) == ("<|im_end|>", 2, 2)
+
+
+def _lora_pair(tmp_path: Path) -> tuple[Path, torch.nn.Module, object]:
+    """A tiny base model saved to base/, a LoRA on it with non-zero (random) B, saved to adapter/."""
+    from peft import LoraConfig, get_peft_model
+
+    tok = build_char_tokenizer()
+    base = build_tiny_qwen2(tok, hidden_size=32, num_layers=1, num_heads=2, seed=1)
+    base.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                      init_lora_weights=False)  # fmt: skip
+    peft_model = get_peft_model(build_tiny_qwen2(tok, hidden_size=32, num_layers=1,
+                                                 num_heads=2, seed=1), lora)  # fmt: skip
+    peft_model.save_pretrained(tmp_path / "adapter")
+    tok.save_pretrained(tmp_path / "adapter")
+    return tmp_path / "adapter", peft_model.eval(), tok
+
+
+def test_lora_adapter_dir_loads_merged_onto_its_recorded_base(tmp_path, monkeypatch):
+    from flexent.models import write_lora_base
+
+    adapter, peft_model, tok = _lora_pair(tmp_path)
+    # PEFT's own record of the base is the in-memory model's name (empty here): flexent's
+    # file beside the adapter names it, resolved from a relative path.
+    monkeypatch.chdir(tmp_path)
+    write_lora_base(adapter, "base", None)
+    monkeypatch.chdir("/")
+    loaded, loaded_tok = load_model_and_tokenizer(adapter)
+    ids = torch.tensor([tok("12 + 30 =")["input_ids"]])
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits  # the adapter applied by PEFT, unmerged
+        plain = build_tiny_qwen2(tok, hidden_size=32, num_layers=1, num_heads=2, seed=1)
+        got = loaded(input_ids=ids).logits
+        assert torch.allclose(got, expected, atol=1e-5)
+        assert not torch.allclose(got, plain(input_ids=ids).logits, atol=1e-3)  # B != 0
+    assert "lora" not in " ".join(n for n, _ in loaded.named_parameters())  # merged, plain model
+    assert loaded_tok("x = 3")["input_ids"] == tok("x = 3")["input_ids"]
+    assert not loaded.training
+
+
+def test_lora_adapter_without_a_readable_base_names_the_dir(tmp_path):
+    import json
+
+    adapter, _, _ = _lora_pair(tmp_path)
+    (adapter / "flexent_base.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"adapter.*base model"):
+        load_model_and_tokenizer(adapter)
+    (adapter / "flexent_base.json").write_text(json.dumps({"path": str(tmp_path / "gone")}))
+    with pytest.raises(FileNotFoundError, match="gone"):
+        load_model_and_tokenizer(adapter)

@@ -120,6 +120,39 @@ def test_resume_matches_uninterrupted_run(setup):
     assert [x["control/w_up"] for x in resumed] == [json.loads(x)["control/w_up"] for x in lines]
 
 
+def test_lora_run_final_loads_merged_in_flexent_eval(setup, capsys):
+    tmp_path, cfg, model = setup
+    lora = ["model.lora.enabled=true", "model.lora.r=4", "model.lora.dropout=0.0",
+            "model.lora.target_modules=[q_proj,v_proj]", "trainer.max_steps=1"]  # fmt: skip
+    assert main(["train", str(cfg), *lora]) == 0
+    final = tmp_path / "run" / "final"
+    assert (final / "adapter_config.json").is_file() and not (final / "config.json").exists()
+    base = json.loads((final / "flexent_base.json").read_text())
+    assert base == {"path": str(tmp_path / "model"), "gguf_file": None}
+    # the merged model is the base plus B @ A * alpha / r on q_proj and v_proj, computed here
+    from safetensors.torch import load_file
+
+    adapter = load_file(str(final / "adapter_model.safetensors"))
+    from flexent.models import load_model_and_tokenizer
+
+    merged, _ = load_model_and_tokenizer(final)
+    state = merged.state_dict()
+    for proj in ("q_proj", "v_proj"):
+        prefix = f"base_model.model.model.layers.0.self_attn.{proj}"
+        a, b = adapter[f"{prefix}.lora_A.weight"], adapter[f"{prefix}.lora_B.weight"]
+        assert b.abs().sum() > 0, "one step moves B off its zero initialisation"
+        expected = model.state_dict()[f"model.layers.0.self_attn.{proj}.weight"] + b @ a * 32 / 4
+        assert torch.allclose(state[f"model.layers.0.self_attn.{proj}.weight"], expected,
+                              atol=1e-6), proj  # fmt: skip
+    capsys.readouterr()
+    out = tmp_path / "ev"
+    args = ["eval", str(final), "-b", str(tmp_path / "data.jsonl"), "--reward",
+            "e2e_reward.length_parity", "--max-new-tokens", "4", "--out", str(out),
+            "--no-progress", "--max-samples", "2"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text())["model"] == str(final)
+
+
 def test_refuses_to_overwrite_and_bad_config(setup, capsys):
     _, cfg, _ = setup
     assert main(["train", str(cfg), "trainer.max_steps=1"]) == 0

@@ -230,6 +230,73 @@ def align_special_tokens(tokenizer: PreTrainedTokenizerBase, config: Any) -> dic
     return changed
 
 
+def _load_tokenizer(source: str, kwargs: dict[str, Any]) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if "gguf_file" not in kwargs and _is_word_level(Path(source)):
+        # AutoTokenizer forces Qwen2Tokenizer on any qwen2 checkpoint, which rebuilds a
+        # byte-level BPE and mangles the char tokenizer; load the saved tokenizer as is.
+        return PreTrainedTokenizerFast.from_pretrained(source)
+    return AutoTokenizer.from_pretrained(source, **kwargs)
+
+
+BASE_FILE = "flexent_base.json"  # beside a saved LoRA adapter: the base model it was trained on
+
+
+def is_lora_adapter(directory: Path) -> bool:
+    """Whether ``directory`` holds a PEFT adapter (``adapter_config.json``) and no full model."""
+    return (directory / "adapter_config.json").is_file() and not (
+        directory / "config.json"
+    ).is_file()
+
+
+def write_lora_base(directory: Path, path: str, gguf_file: str | None) -> Path:
+    """Record beside a saved adapter the base model it belongs to (``path`` resolved when it is
+    local), so that :func:`load_model_and_tokenizer` can load the adapter directory alone: PEFT's
+    own ``base_model_name_or_path`` loses a GGUF file name and relative paths."""
+    import json
+
+    local = Path(path).expanduser()
+    record = {"path": str(local.resolve()) if local.exists() else path, "gguf_file": gguf_file}
+    out = directory / BASE_FILE
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    return out
+
+
+def _load_lora(
+    directory: Path, *, dtype: str, device: str, trust_remote_code: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model (from ``flexent_base.json``, else PEFT's ``base_model_name_or_path``) with
+    the adapter merged into it, and the tokenizer saved beside the adapter (else the base's)."""
+    import json
+
+    try:
+        from peft import PeftModel
+    except ImportError as err:
+        raise ImportError(f"{directory} is a LoRA adapter; loading it needs peft") from err
+
+    record_file = directory / BASE_FILE
+    try:
+        if record_file.is_file():
+            record = json.loads(record_file.read_text(encoding="utf-8"))
+            base, gguf = str(record["path"]), record.get("gguf_file")
+        else:
+            config = json.loads((directory / "adapter_config.json").read_text(encoding="utf-8"))
+            base, gguf = str(config["base_model_name_or_path"]), None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{directory}: cannot read the adapter's base model ({err!r})") from err
+    model, tokenizer = load_model_and_tokenizer(
+        base, gguf_file=gguf, dtype=dtype, device=device, trust_remote_code=trust_remote_code
+    )
+    merged = PeftModel.from_pretrained(model, str(directory)).merge_and_unload()
+    if (directory / "tokenizer_config.json").is_file():
+        saved = _load_tokenizer(str(directory), {"trust_remote_code": trust_remote_code})
+        if saved.pad_token is None:
+            saved.pad_token = saved.eos_token
+        tokenizer = saved
+    return merged.eval(), tokenizer
+
+
 def load_model_and_tokenizer(
     path: str | Path,
     *,
@@ -244,24 +311,21 @@ def load_model_and_tokenizer(
     ``Qwen/Qwen2.5-Math-1.5B`` (needs the hub). ``gguf_file`` names a GGUF file inside the
     directory or hub repo; transformers dequantises it to ``dtype``, and the tokenizer's
     BOS/EOS/PAD are taken from the GGUF model config (:func:`align_special_tokens`). A tokenizer
-    without a pad token gets its EOS token as pad.
+    without a pad token gets its EOS token as pad. A LoRA adapter directory (``final/`` of a
+    ``model.lora`` run) loads its base model with the adapter merged in.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    adapter = Path(str(path)).expanduser()
+    if gguf_file is None and is_lora_adapter(adapter):
+        return _load_lora(adapter, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     torch_dtype = _torch_dtype(dtype)
     source, gguf = _resolve_source(path, gguf_file)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if gguf is not None:
         kwargs["gguf_file"] = gguf
     try:
-        if gguf is None and _is_word_level(Path(source)):
-            # AutoTokenizer forces Qwen2Tokenizer on any qwen2 checkpoint, which rebuilds a
-            # byte-level BPE and mangles the char tokenizer; load the saved tokenizer as is.
-            from transformers import PreTrainedTokenizerFast
-
-            tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        tokenizer = _load_tokenizer(source, kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
     except OSError as err:
         where = "local directory" if Path(source).exists() else "hub name (no such local path)"

@@ -60,6 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "last_line_fallback=true for countdown answers without <answer> tags",
     )
     add(
+        "--task-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="parameter of the countdown / arithmetic task (YAML value, repeatable), as in a "
+        "training config's data.params, e.g. digits=2 'ops=[+]'; seed=N picks the task seed",
+    )
+    add(
         "--instruction",
         help="text appended to each problem; '{problem}' in it makes it a "
         "template (default for math-scored benchmarks: the \\boxed{} instruction; '' for none)",
@@ -97,11 +105,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-progress", action="store_true", help="no progress bar")
 
 
-def reward_params(items: list[str]) -> dict[str, Any]:
+def reward_params(items: list[str], flag: str = "--reward-param") -> dict[str, Any]:
     """``["key=value", ...]`` -> kwargs, each value parsed as YAML (``true``, ``3``, ``[1, 2]``).
 
     >>> reward_params(["last_line_fallback=true", "max_chars=50"])
     {'last_line_fallback': True, 'max_chars': 50}
+    >>> reward_params(["digits=2", "ops=[+]"], "--task-param")
+    {'digits': 2, 'ops': ['+']}
     """
     import yaml
 
@@ -109,8 +119,11 @@ def reward_params(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"--reward-param expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+            raise SystemExit(f"{flag} expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise SystemExit(f"{flag} {item!r}: the value is not valid YAML") from None
     return out
 
 
@@ -155,11 +168,12 @@ def _check(args: argparse.Namespace) -> tuple[Any, list[int] | None, dict[str, A
     except ValueError as err:
         raise UserError(f"sampling: {err}") from None
     params = reward_params(args.reward_param)
+    task_params = reward_params(args.task_param, "--task-param")
     # the files, rows and reward columns, before the model loads (chat formatting later)
     benches = load_benchmarks(
         args.benchmark, chat=False, reward=args.reward, split=args.split,
         max_samples=args.max_samples, instruction=args.instruction,
-        system_prompt=args.system_prompt, data_dir=args.data_dir,
+        system_prompt=args.system_prompt, data_dir=args.data_dir, task_params=task_params,
     )  # fmt: skip
     rewards = [_reward(bench, params) for bench in benches]
     return sampling, ks, params, rewards
@@ -195,6 +209,7 @@ def _evaluate(
 ) -> int:
     from tqdm.auto import tqdm
 
+    from flexent.data import TASKS
     from flexent.errors import UserError
     from flexent.evaluation.metrics import default_ks
     from flexent.evaluation.results import build_results, results_table, write_results
@@ -210,10 +225,12 @@ def _evaluate(
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise UserError(f"model {args.model}: cannot load it: {first}") from None
     chat = _choose_chat(args.chat, generator.tokenizer)
+    task_params = reward_params(args.task_param, "--task-param")
     benches = load_benchmarks(
         args.benchmark, chat=chat, reward=args.reward, split=args.split,
         max_samples=args.max_samples, instruction=args.instruction,
         system_prompt=args.system_prompt, data_dir=args.data_dir,
+        task_params=task_params,
     )  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -244,6 +261,7 @@ def _evaluate(
                 "source": bench.source,
                 "reward": bench.reward,
                 "reward_params": params,
+                **({"task_params": task_params} if task_params and bench.source in TASKS else {}),
                 "problems": problems,
             }
     results = build_results(

@@ -122,7 +122,8 @@ def build_results(
     sampling: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The ``results.json`` object. ``benchmarks[name]`` holds ``source``, ``reward`` and
-    ``problems`` (a list of :class:`ProblemResult`); metrics are computed here."""
+    ``problems`` (a list of :class:`ProblemResult`), optionally ``reward_params`` and (a
+    procedural task) ``task_params``; metrics are computed here."""
     out: dict[str, Any] = {}
     for name, bench in benchmarks.items():
         problems = bench["problems"]
@@ -130,6 +131,7 @@ def build_results(
             "source": str(bench["source"]),
             "reward": str(bench["reward"]),
             "reward_params": dict(bench.get("reward_params", {})),
+            **({"task_params": dict(bench["task_params"])} if "task_params" in bench else {}),
             "num_problems": len(problems),
             "metrics": benchmark_metrics(problems, ks),
             "intervals": metric_intervals(problems, ks),

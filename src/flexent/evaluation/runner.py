@@ -165,27 +165,45 @@ def load_benchmarks(
     instruction: str | None = None,
     system_prompt: str | None = None,
     data_dir: str | None = None,
+    task_params: dict[str, Any] | None = None,
 ) -> list[Benchmark]:
     """Rows of every source via ``load_prompts``, each with its reward name (``reward`` for all,
     else :func:`reward_for`). Math-scored benchmarks get the ``\\boxed{}`` instruction unless
-    ``instruction`` is given (``""``: none)."""
-    from flexent.data import BOXED_INSTRUCTION, load_prompts
+    ``instruction`` is given (``""``: none). ``task_params`` go to the procedural tasks
+    (``countdown``, ``arithmetic``) as in a training config's ``data.params``: ``seed`` is the
+    task seed, the rest the task's constructor arguments; a bad one is a UserError."""
+    from flexent.data import BOXED_INSTRUCTION, TASKS, load_prompts
+    from flexent.errors import UserError
 
+    params = dict(task_params or {})
+    seed = params.pop("seed", 0)
+    if task_params and not any(str(s) in TASKS for s in sources):
+        raise UserError(
+            f"--task-param is for the procedural tasks ({', '.join(sorted(TASKS))}); "
+            f"none of {list(sources)} is one"
+        )
     benches: list[Benchmark] = []
     for source in sources:
         reward_name = reward or reward_for(source)
         text = instruction
         if text is None and reward_name == "math":
             text = BOXED_INSTRUCTION  # the math reward reads the last \boxed{}
-        rows = load_prompts(
-            source,
-            split=split_for(source, split),
-            max_samples=max_samples,
-            instruction=text or None,
-            system_prompt=system_prompt,
-            chat=chat,
-            data_dir=data_dir,
-        )
+        procedural = {"seed": seed, "task_params": params} if str(source) in TASKS else {}
+        try:
+            rows = load_prompts(
+                source,
+                split=split_for(source, split),
+                max_samples=max_samples,
+                instruction=text or None,
+                system_prompt=system_prompt,
+                chat=chat,
+                data_dir=data_dir,
+                **procedural,
+            )
+        except ValueError as err:
+            if not procedural or isinstance(err, UserError):
+                raise
+            raise UserError(f"--task-param for {source}: {err}") from None
         name = benchmark_name(source, [b.name for b in benches])
         benches.append(Benchmark(name, source, list(rows), reward_name))
     return benches

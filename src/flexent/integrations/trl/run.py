@@ -7,7 +7,8 @@ Run directory (``output.dir``)::
     eval.json          held-out evaluation of the initial and final model (evaluation.*)
     tensorboard/       TensorBoard event files
     checkpoint-<N>/    TRL/transformers checkpoints, each with flexent_state.json
-    final/             final model + tokenizer (LoRA: the adapter)
+    final/             final model + tokenizer (LoRA: the adapter and flexent_base.json, the
+                       base model it belongs to; flexent eval loads it merged)
 """
 
 from __future__ import annotations
@@ -216,6 +217,10 @@ def run_training(
         raise
     if cfg.output.save_final_model:
         trainer.save_model(str(run_dir / "final"))
+        if main and cfg.model.lora.enabled:
+            from flexent.models import write_lora_base
+
+            write_lora_base(run_dir / "final", cfg.model.path, cfg.model.gguf_file)
     if main and cfg.evaluation.enabled:
         evals.run("final", trainer.model, trainer.processing_class, again=True)
     trainer.accelerator.wait_for_everyone()
