@@ -187,13 +187,21 @@ def test_welch_difference_by_hand():
     assert (iv.lo, iv.hi) == pytest.approx((2 - 3.1037, 2 + 3.1037), abs=1e-3)
 
 
-def test_ratio_bootstrap_brackets_the_ratio_and_excludes_one_when_far():
+def test_ratio_interval_is_a_welch_interval_on_the_log_ratio():
     iv = ratio_interval([0.6, 0.62, 0.58], [0.3, 0.31, 0.29])
     assert iv.value == pytest.approx(2.0)
-    # the extreme resamples: (0.58 / 0.31, 0.62 / 0.29) bound every bootstrap ratio
-    assert 0.58 / 0.31 <= iv.lo <= 2.0 <= iv.hi <= 0.62 / 0.29
+    # by hand: s^2 = 0.0004 and 0.0001, n = 3: u_a = 0.0004 / 3 / 0.36, u_b = 0.0001 / 3 / 0.09,
+    # equal (1 / 2700), so df = (2u)^2 / (2 u^2 / 2) = 4; t_{0.975, 4} = 2.776
+    half = 2.776 * (2 / 2700) ** 0.5
+    assert (iv.lo, iv.hi) == pytest.approx((2 * math.exp(-half), 2 * math.exp(half)), rel=1e-9)
     assert iv.excludes(1.0)
     assert not ratio_interval([0.3, 0.6], [0.5, 0.4]).excludes(1.0)
+    # 3 seeds that a percentile bootstrap would call decisive (every resampled ratio > 1) but
+    # whose spread leaves 1 inside a t-interval
+    # (the smallest resampled ratio is 0.40 / 0.32 = 1.25): by hand lo = 0.907, hi = 2.68
+    wide = ratio_interval([0.40, 0.45, 0.60], [0.30, 0.31, 0.32])
+    assert wide.value == pytest.approx(0.4833333 / 0.31) and wide.lo < 1.0 < wide.hi
+    assert math.isnan(ratio_interval([0.5], [0.4, 0.3]).lo)  # one seed: no interval
 
 
 def test_window_mean_ends_at_the_fraction():

@@ -12,7 +12,7 @@ Per run (``flexent.report.load_run``):
 - ``target`` runs: the last ``control/tracking_error``.
 
 Across an arm's seeds: the mean with a 95 % Student-t interval. Against the spec's ``baseline``
-arm: the ratio of seed means with a 95 % percentile-bootstrap interval (entropy) and the
+arm: the ratio of seed means with a 95 % Welch t-interval on the log ratio (entropy) and the
 difference of means with a 95 % Welch interval (reward, accuracy, pass@k).
 """
 
@@ -177,8 +177,8 @@ def write_sweep_report(spec: SweepSpec, out_dir: Path | None = None) -> Path:
         parts += [
             f"## Against `{spec.baseline}`",
             "",
-            "Entropy: ratio of seed means [95 % percentile bootstrap over seeds, 10,000 draws]; "
-            "the rest: difference of seed means [95 % Welch t-interval].",
+            "Entropy: ratio of seed means [95 % Welch t-interval on the log ratio, delta "
+            "method]; the rest: difference of seed means [95 % Welch t-interval].",
             "",
             baseline_table(arms, baselines),
         ]
