@@ -204,8 +204,25 @@ def load_config(
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid YAML{where}: {err}") from None
     assert isinstance(obj, FlexentConfig)
-    validate(obj, where=where)
+    try:
+        validate(obj, where=where)
+    except ConfigError as err:
+        raise ConfigError(_blame_override(str(err), where, overrides)) from None
     return obj
+
+
+def _blame_override(message: str, where: str, overrides: list[str] | tuple[str, ...]) -> str:
+    """``trainer.x in cfg.yaml ...`` -> ``trainer.x (override trainer.x=1) ...`` when an
+    override set that key: the message then points at the command line, not the file.
+
+    >>> _blame_override("trainer.lr in a.yaml is bad", " in a.yaml", ["trainer.lr=1"])
+    'trainer.lr (override trainer.lr=1) is bad'
+    """
+    for item in reversed(overrides):
+        key = item.partition("=")[0].strip()
+        if key and message.startswith(f"{key}{where}"):
+            return f"{key} (override {item}){message[len(key) + len(where) :]}"
+    return message
 
 
 def validate(cfg: FlexentConfig, *, where: str = "") -> None:
