@@ -16,7 +16,7 @@ verl = pytest.importorskip("verl")
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "verl"
 METHODS = ["grpo", "clip_higher", "clip_cov", "kl_cov", "ce_gppo", "id", "did", "od", "cispo",
            "dppo_tv", "dppo_kl", "aspo", "archer", "bapo", "high_entropy_minority", "id_tv",
-           "id_dcpo"]  # fmt: skip
+           "id_dcpo", "adaptive_entropy"]  # fmt: skip
 
 
 def overrides(script: str, *args: str) -> list[str]:
@@ -68,6 +68,11 @@ def test_paper_recipe_composes(compose, method):
         assert (
             actor.policy_loss.thresholds_for((0.2, 0.2)).family(upper=True).name == families[method]
         )
+    if method == "adaptive_entropy":  # the flexent bonus with what it needs from verl
+        from flexent.integrations.verl.config import check_bonus
+
+        assert actor.policy_loss.adaptive_entropy["target"] == 0.2 and actor.policy_loss.uses_bonus
+        check_bonus(actor)
     # clipping must act: 512 / 32 = 16 optimizer steps per rollout batch
     assert cfg.data.train_batch_size // cfg.actor_rollout_ref.actor.ppo_mini_batch_size == 16
 

@@ -251,3 +251,99 @@ def test_entropy_reaches_entropy_gated_losses(v):
     loss_top, _ = FlexentActorLoss(top)(model_output, data)
     loss_all, _ = FlexentActorLoss(actor_config(v))(model_output, data)
     assert not torch.equal(loss_top, loss_all)
+
+
+def _flat(values, P: int = 2):
+    """A [B, T] response tensor in verl's flat no-padding layout (see ppo_loss_inputs)."""
+    B, T = values.shape
+    rows = []
+    for b in range(B):
+        row = torch.zeros(P + T, dtype=values.dtype)
+        row[P - 1 : P + T - 1] = values[b]
+        rows.append(row)
+    return torch.cat(rows)
+
+
+def test_adaptive_entropy_bonus_reaches_the_loss(v):
+    """Skywork-OR1's coefficient on the driver, applied in the workers' loss: c_0 = 0.01,
+    target 0.5, delta 0.01. Rollout entropy 0.3 (<= target): apply 0.01, c -> 0.02; 0.7: apply
+    0, c -> 0.01; 0.2: apply 0.01. The loss is verl's ppo_loss minus coef * token-mean(H)."""
+    from verl.workers.utils.losses import ppo_loss
+
+    from flexent.integrations.verl import FlexentActorLoss, FlexentPolicyLossConfig, StepController
+
+    pl = FlexentPolicyLossConfig(
+        strategy="static", entropy_coef=0.01,
+        adaptive_entropy={"target": 0.5, "delta": 0.01, "min": 0.0, "max": 0.1},
+    )  # fmt: skip
+    cfg = actor_config(v, pl, calculate_entropy=True)
+    ctrl = StepController.from_policy_loss(pl, total_steps=10)
+    old, new, adv, mask = batch(7)
+    g = torch.Generator().manual_seed(1)
+    ent = torch.rand(old.shape, generator=g, dtype=torch.float64) * 2
+    token_mean = float((ent * mask).sum() / mask.sum())
+    for step, rollout_h, applied in [(1, 0.3, 0.01), (2, 0.7, 0.0), (3, 0.2, 0.01)]:
+        ctrl.observe_entropy(step, rollout_h)
+        w_up, w_low = ctrl.weights(step)
+        assert ctrl.entropy_coef(step) == pytest.approx(applied)
+        extra = {"flexent_step": step - 1, "flexent_w_up": w_up, "flexent_w_low": w_low,
+                 "flexent_entropy_coef": ctrl.entropy_coef(step)}  # fmt: skip
+        model_output, data = ppo_loss_inputs(old, new, adv, mask, extra)
+        model_output["entropy"] = _flat(ent)
+        got, metrics = FlexentActorLoss(cfg)(model_output, data)
+        model_output, data = ppo_loss_inputs(old, new, adv, mask, extra)
+        plain, _ = ppo_loss(actor_config(v, FlexentPolicyLossConfig(strategy="static")),
+                            {"log_probs": model_output["log_probs"]}, data)  # fmt: skip
+        assert float(got) == pytest.approx(float(plain) - applied * token_mean, rel=1e-9)
+        if applied:  # logged when a bonus term is added
+            bonus = metrics["actor/flexent/entropy_bonus"].aggregate()
+            assert float(bonus) == pytest.approx(applied * token_mean, rel=1e-9)
+        assert ctrl.metrics()["actor/control/entropy_coef"] == pytest.approx(applied)
+    state = ctrl.state_dict()  # c = 0.02 after step 3
+    assert state["adaptive_entropy"]["coef"] == pytest.approx(0.02)
+    again = StepController.from_policy_loss(pl, total_steps=10)
+    again.load_state_dict(state)
+    again.observe_entropy(4, 0.1)
+    assert again.entropy_coef(4) == pytest.approx(0.02)  # resumed, not restarted at c_0
+    plain_state = dict(state)
+    del plain_state["adaptive_entropy"]
+    with pytest.raises(ValueError, match="no adaptive entropy state"):
+        StepController.from_policy_loss(pl, total_steps=10).load_state_dict(plain_state)
+
+
+def test_target_bonus_actuator_coefficient_is_delivered(v):
+    """target with the bonus actuator: the strategy's own coefficient is the step's bonus."""
+    from flexent.integrations.verl import FlexentPolicyLossConfig, StepController
+    from flexent.strategies import get_strategy
+
+    params = {"target": 1.0, "actuator": "bonus", "bonus_max": 0.05, "total_steps": 10}
+    pl = FlexentPolicyLossConfig(strategy="target", strategy_params=params)
+    assert pl.uses_bonus
+    ctrl = StepController.from_policy_loss(pl, total_steps=10)
+    reference = get_strategy("target", **params)  # the same controller, driven by hand
+    for step, h in [(1, 1.0), (2, 0.6), (3, 0.4)]:
+        ctrl.observe_entropy(step, h)
+        reference.weights(step - 1, entropy=h)
+        assert ctrl.entropy_coef(step) == pytest.approx(reference.bonus_coef())
+    assert ctrl.entropy_coef(3) > 0  # entropy fell below H_init: the bonus acts
+
+
+def test_flexent_bonus_settings_are_checked(v):
+    from flexent.integrations.verl import FlexentPolicyLossConfig
+    from flexent.integrations.verl.config import check_bonus
+
+    pl = FlexentPolicyLossConfig(strategy="static", entropy_coef=0.01)
+    with pytest.raises(ValueError, match=r"actor\.entropy_coeff=0"):
+        check_bonus(actor_config(v, pl, calculate_entropy=True, entropy_coeff=0.001))
+    with pytest.raises(ValueError, match="calculate_entropy=true"):
+        check_bonus(actor_config(v, pl))
+    check_bonus(actor_config(v, pl, calculate_entropy=True))
+    check_bonus(actor_config(v, FlexentPolicyLossConfig(strategy="static"), entropy_coeff=0.001))
+    with pytest.raises(ValueError, match="adaptive_entropy: unknown key"):
+        FlexentPolicyLossConfig(strategy="static", adaptive_entropy={"targt": 0.2})
+    # the registered loss called by verl's own ppo_loss (no flexent_sync wrapper): refused
+    from verl.workers.utils.losses import ppo_loss
+
+    model_output, data = ppo_loss_inputs(*batch(2), {})
+    with pytest.raises(RuntimeError, match="trainer_mode=flexent_sync"):
+        ppo_loss(actor_config(v, pl, calculate_entropy=True), model_output, data)

@@ -30,13 +30,17 @@ flexent_method_args() {
     bapo)         echo "${flex[@]}" "$pl.loss_mode=flexent_bapo" ;;
     high_entropy_minority)
                   echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.top_entropy_quantile=0.2" ;;
+    adaptive_entropy)  # Skywork-OR1: the bonus needs the current entropy and verl's own bonus off
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.entropy_coef=0.0" \
+                    "+$pl.adaptive_entropy={target:0.2,delta:0.005,min:0.0,max:1.0}" \
+                    actor_rollout_ref.actor.calculate_entropy=true actor_rollout_ref.actor.entropy_coeff=0 ;;
     id_tv)        echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.strategy=id" \
                     "+$pl.thresholds.upper={family:tv,delta:0.15,clamp:false}" \
                     "+$pl.thresholds.lower={family:tv,delta:0.15,clamp:false}" ;;
     id_dcpo)      echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.strategy=id" \
                     "+$pl.thresholds.upper={family:dcpo,eps:0.28,clip_ratio_c:10}" \
                     "+$pl.thresholds.lower={family:dcpo,eps:0.2}" ;;
-    *) echo "unknown method '$1' (grpo clip_higher clip_cov kl_cov ce_gppo id did od cispo dppo_tv dppo_kl aspo archer bapo high_entropy_minority id_tv id_dcpo)" >&2; return 2 ;;
+    *) echo "unknown method '$1' (grpo clip_higher clip_cov kl_cov ce_gppo id did od cispo dppo_tv dppo_kl aspo archer bapo high_entropy_minority adaptive_entropy id_tv id_dcpo)" >&2; return 2 ;;
   esac
 }
 

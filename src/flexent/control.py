@@ -61,7 +61,8 @@ class EntropyControl:
             logits per generation batch (TRL only; verl's loss never sees logits).
         adaptive_entropy: ``{target, delta, min, max}`` turns ``entropy_coef`` into the initial
             value of Skywork-OR1's adaptive coefficient
-            (:class:`flexent.strategies.adaptive.AdaptiveEntropyCoef`; TRL only); ``{}`` = off.
+            (:class:`flexent.strategies.adaptive.AdaptiveEntropyCoef`; TRL, and verl with
+            ``flexent_sync``); ``{}`` = off.
     """
 
     strategy: Any = "static"

@@ -10,9 +10,9 @@
 (-0.9267, 0.3333)
 
 Importing this package registers ``ppo_clip``, ``ce_gppo``, ``clip_cov``, ``kl_cov``, ``gspo``,
-``sapo``, ``cispo``, ``dppo_tv``, ``dppo_kl`` and ``aspo``, each with its :class:`LossTraits`;
-see docs/losses.md. :func:`prepare` and :func:`out_of_band` are the input handling and clip
-test every loss starts from (the diagnostics reuse them).
+``sapo``, ``cispo``, ``dppo_tv``, ``dppo_kl``, ``aspo``, ``archer`` and ``bapo``, each with its
+:class:`LossTraits`; see docs/losses.md. :func:`prepare` and :func:`out_of_band` are the input
+handling and clip test every loss starts from (the diagnostics reuse them).
 """
 
 from __future__ import annotations

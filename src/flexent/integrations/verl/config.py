@@ -131,6 +131,26 @@ def config_warnings(actor_config: Any, loss_agg_mode: str | None = None) -> list
     return out
 
 
+def check_bonus(actor_config: Any) -> None:
+    """A flexent entropy bonus (:attr:`FlexentPolicyLossConfig.uses_bonus`) needs the current
+    policy's entropy in the model output (``actor.calculate_entropy``) and must not be added
+    twice (verl's own ``actor.entropy_coeff``); raises ``ValueError`` naming the key."""
+    pl = actor_config.policy_loss
+    if not isinstance(pl, FlexentPolicyLossConfig) or not pl.uses_bonus:
+        return
+    if float(actor_config.entropy_coeff) != 0.0:
+        raise ValueError(
+            f"{KEY} sets a flexent entropy bonus (entropy_coef / adaptive_entropy / a bonus "
+            f"actuator) and actor_rollout_ref.actor.entropy_coeff={actor_config.entropy_coeff} "
+            "adds verl's own: set actor_rollout_ref.actor.entropy_coeff=0"
+        )
+    if not bool(getattr(actor_config, "calculate_entropy", False)):
+        raise ValueError(
+            f"{KEY} sets a flexent entropy bonus, which needs the current policy's entropy: "
+            "set actor_rollout_ref.actor.calculate_entropy=true"
+        )
+
+
 def check_registered(loss_mode: str) -> None:
     """Fail loudly when a ``flexent_*`` loss is missing from verl's registry.
 
@@ -157,8 +177,8 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
     ``entropy_control`` section), with the same defaults; verl's ``loss_mode`` names the loss.
 
     Args:
-        loss_mode: ``flexent_<name>`` for a flexent loss (``ppo_clip``, ``ce_gppo``,
-            ``clip_cov``, ``kl_cov``, ``gspo``, ``sapo``); verl's own names also work.
+        loss_mode: ``flexent_<name>`` for a flexent loss (any name of
+            ``flexent.losses.list_policy_losses()``); verl's own names also work.
         strategy: ``static`` | ``dynamic`` | ``id`` | ``did`` | ``od`` | ``target``.
         strategy_params: keyword parameters of the strategy (e.g. ``{phase_ratio: 0.5}``);
             ``total_steps`` defaults to the trainer's ``total_training_steps``.
@@ -175,6 +195,13 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
             step from (seed, rank, step) (:func:`flexent.control.step_seed`).
         top_entropy_quantile: train only on the top fraction of tokens by entropy (1.0 = all;
             arXiv 2506.01939, TRL's setting of the same name), with any loss.
+        entropy_coef: flexent's entropy-bonus coefficient c_H (``loss - c_H * H`` with the
+            current policy's token entropy, aggregated as verl's ``actor.entropy_coeff`` bonus);
+            with ``adaptive_entropy``, its initial value. Needs ``trainer_mode=flexent_sync``,
+            ``actor.calculate_entropy=true`` and ``actor.entropy_coeff=0``.
+        adaptive_entropy: ``{target, delta, min, max}``: Skywork-OR1's adaptive coefficient
+            (:class:`flexent.strategies.adaptive.AdaptiveEntropyCoef`), driven on the driver by
+            the step's rollout entropy and checkpointed with the strategy; ``{}`` = off.
     """
 
     loss_mode: str = "flexent_ppo_clip"
@@ -186,6 +213,8 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
     on_inert: str = _DEFAULTS.on_inert
     seed: int = 0
     top_entropy_quantile: float = 1.0
+    entropy_coef: float = _DEFAULTS.entropy_coef
+    adaptive_entropy: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -193,7 +222,7 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
         top = self.top_entropy_quantile
         if isinstance(top, bool) or not isinstance(top, (int, float)) or not 0.0 < top <= 1.0:
             raise ValueError(f"{KEY}.top_entropy_quantile must lie in (0, 1], got {top!r}")
-        for name in ("strategy_params", "thresholds", "loss_params"):
+        for name in ("strategy_params", "thresholds", "loss_params", "adaptive_entropy"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{KEY}.{name} must be a mapping, got {getattr(self, name)!r}")
         if not self.loss_mode.startswith(PREFIX):
@@ -204,13 +233,7 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
                 )
             return
         check_registered(self.loss_mode)
-        control = self.control(eps_std=0.2)  # every value, with its key
-        if control.build_strategy(total_steps=1).uses_bonus:
-            raise ValueError(
-                f"{KEY}.strategy_params: the strategy drives an entropy bonus (target with "
-                "actuator cascade or bonus), which the verl plugin does not apply; use "
-                "actuator: clip (the bonus actuator runs under TRL)"
-            )
+        self.control(eps_std=0.2)  # every value, with its key
         # conflicts with this section's verl keys now; actor-level keys when the loss runs
         _resolve(flexent_loss_name(self.loss_mode), dict(self.loss_params), {"policy_loss": self})
 
@@ -228,6 +251,8 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
                 loss_params=dict(self.loss_params),
                 region_schemes=tuple(self.region_schemes),
                 on_inert=self.on_inert,
+                entropy_coef=self.entropy_coef,
+                adaptive_entropy={k: _plain(v) for k, v in dict(self.adaptive_entropy).items()},
             )
         except ValueError as err:
             raise ValueError(f"{KEY}.{err}") from None
@@ -244,6 +269,18 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
 
             return get_strategy("static", total_steps=total_steps)
         return self.control(eps_std=0.2).build_strategy(total_steps)
+
+    @property
+    def uses_bonus(self) -> bool:
+        """Whether flexent adds an entropy bonus: ``entropy_coef`` != 0, ``adaptive_entropy``,
+        or a strategy that drives one (``target`` with ``actuator: cascade | bonus``)."""
+        if not self.loss_mode.startswith(PREFIX):
+            return False
+        return bool(
+            self.entropy_coef
+            or self.adaptive_entropy
+            or self.build_strategy(total_steps=1).uses_bonus
+        )
 
     @property
     def step_free(self) -> bool:

@@ -19,7 +19,13 @@ STATE_FILE = "flexent_strategy.json"
 
 
 class StepController:
-    """Weights per verl step, the entropy they see, and their checkpointed state.
+    """Weights and entropy-bonus coefficient per verl step, the entropy they see, and their
+    checkpointed state.
+
+    The coefficient of step k (:meth:`entropy_coef`) is, as in the TRL adapter, ``entropy_coef``
+    or, with ``adaptive`` (:class:`flexent.strategies.adaptive.AdaptiveEntropyCoef`), the
+    adaptive coefficient updated from the step's rollout entropy, plus the strategy's own bonus
+    (``target`` with ``actuator: cascade | bonus``).
 
     >>> from flexent.strategies import get_strategy
     >>> c = StepController(get_strategy("id", total_steps=4))
@@ -27,10 +33,32 @@ class StepController:
     ((1.0, 0.0), (0.0, 0.5))
     """
 
-    def __init__(self, strategy: Any) -> None:
+    def __init__(self, strategy: Any, *, entropy_coef: float = 0.0, adaptive: Any = None) -> None:
         self.strategy = strategy
+        self.base_coef = float(entropy_coef)
+        self.adaptive = adaptive
         self._entropy: dict[int, float] = {}
         self._cache: tuple[int, float, float] | None = None
+        self._coef = 0.0  # the entropy-bonus coefficient of the cached step
+
+    @classmethod
+    def from_policy_loss(cls, policy_loss: Any, *, total_steps: int) -> StepController:
+        """The controller of a ``FlexentPolicyLossConfig`` (or verl's own policy_loss: static)."""
+        from flexent.strategies import get_strategy
+
+        build = getattr(policy_loss, "build_strategy", None)
+        if build is None:
+            return cls(get_strategy("static", total_steps=total_steps))
+        strategy = build(total_steps=total_steps)
+        if not getattr(policy_loss, "uses_bonus", False):
+            return cls(strategy)
+        control = policy_loss.control(eps_std=0.2)
+        return cls(strategy, entropy_coef=control.entropy_coef,
+                   adaptive=control.build_adaptive_entropy())  # fmt: skip
+
+    @property
+    def uses_bonus(self) -> bool:
+        return bool(self.base_coef or self.adaptive is not None or self.strategy.uses_bonus)
 
     def observe_entropy(self, global_step: int, entropy: float) -> None:
         """Record the step's rollout entropy (the first value of a step wins)."""
@@ -44,30 +72,47 @@ class StepController:
         if global_step < 1:
             raise ValueError(f"verl global_steps starts at 1, got {global_step}")
         entropy = self._entropy.get(global_step)
-        if entropy is None and self.strategy.needs_entropy:
+        if entropy is None and (self.strategy.needs_entropy or self.adaptive is not None):
+            who = "adaptive_entropy" if self.adaptive is not None else (
+                f"strategy {self.strategy.name!r}")  # fmt: skip
             raise RuntimeError(
-                f"strategy {self.strategy.name!r} needs the rollout entropy of step {global_step}, "
+                f"{who} needs the rollout entropy of step {global_step}, "
                 "but none was measured (verl skips the old-log-prob pass in "
-                "algorithm.rollout_correction.bypass_mode; disable it for this strategy)"
+                "algorithm.rollout_correction.bypass_mode; disable it for this setting)"
             )
         w_up, w_low = self.strategy.weights(global_step - 1, entropy=entropy)
+        coef = self.adaptive.step(entropy) if self.adaptive is not None else self.base_coef
+        self._coef = coef + float(self.strategy.bonus_coef())
         self._cache = (global_step, w_up, w_low)
         self._entropy = {s: h for s, h in self._entropy.items() if s > global_step}
         return w_up, w_low
 
+    def entropy_coef(self, global_step: int) -> float:
+        """The entropy-bonus coefficient of verl step ``global_step`` (computed with the
+        weights, once per step)."""
+        self.weights(global_step)
+        return self._coef
+
     def metrics(self) -> dict[str, float]:
         """The strategy's last ``control/*`` values under verl's ``actor/`` namespace."""
         out = {f"actor/{k}": float(v) for k, v in self.strategy.metrics().items()}
+        if self.adaptive is not None:
+            out.update({f"actor/{k}": float(v) for k, v in self.adaptive.metrics().items()})
         if self._cache is not None:
             out["actor/control/step"] = float(self._cache[0] - 1)
+            if self.uses_bonus:
+                out["actor/control/entropy_coef"] = self._coef
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "strategy": self.strategy.name,
             "total_steps": self.strategy.total_steps,
             "state": self.strategy.state_dict(),
         }
+        if self.adaptive is not None:
+            state["adaptive_entropy"] = self.adaptive.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any], *, where: str = "state") -> None:
         for key in ("strategy", "total_steps"):
@@ -78,6 +123,13 @@ class StepController:
                     "resume with the same flexent policy_loss settings"
                 )
         self.strategy.load_state_dict(state["state"])
+        if self.adaptive is not None:
+            if "adaptive_entropy" not in state:
+                raise ValueError(
+                    f"{where}: this run sets adaptive_entropy but the checkpoint has no adaptive "
+                    "entropy state to resume"
+                )
+            self.adaptive.load_state_dict(state["adaptive_entropy"])
         self._cache = None
 
     def save(self, folder: str) -> str:

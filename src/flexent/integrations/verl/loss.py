@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
 from verl.utils import tensordict_utils as tu
+from verl.utils.metric import Metric
 from verl.workers.utils.losses import no_padding_2_padding, ppo_loss
 
 from flexent.control import step_seed
@@ -37,6 +38,7 @@ from flexent.integrations.verl.config import (
 from flexent.losses import get_policy_loss, high_entropy_mask, list_policy_losses, loss_traits
 
 RUNTIME_KEYS = ("flexent_step", "flexent_w_up", "flexent_w_low")
+BONUS_KEY = "flexent_entropy_coef"  # the step's entropy-bonus coefficient (0 when absent)
 _SLOT = "_flexent_runtime"
 
 
@@ -155,6 +157,13 @@ def make_verl_loss(name: str) -> Any:
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         if config is None:
             raise ValueError(f"{PREFIX}{name} needs verl's actor config (config=None)")
+        pl = config.policy_loss
+        if "w_up" not in runtime(pl) and getattr(pl, "uses_bonus", False):
+            raise RuntimeError(
+                f"{KEY} sets a flexent entropy bonus (entropy_coef / adaptive_entropy / a bonus "
+                "actuator), which flexent's loss wrapper applies: run verl with "
+                "trainer.v1.trainer_mode=flexent_sync (docs/verl.md)"
+            )
         _warn_once(config, loss_agg_mode)
         eps_low, eps_high = thresholds_for(config, old_log_prob, log_prob)
         params = _loss_params(name, config, log_prob.device)
@@ -256,13 +265,31 @@ class FlexentActorLoss:
                 raise RuntimeError(f"incomplete flexent step data in the batch: {values}")
             rt.update(step=int(values["flexent_step"]), w_up=float(values["flexent_w_up"]))
             rt["w_low"] = float(values["flexent_w_low"])
+        coef = float(tu.get_non_tensor_data(data, BONUS_KEY, None) or 0.0)
         rt["old_entropy"] = _old_entropy(data)
-        if model_output.get("entropy") is not None:  # the current policy's, as verl's ppo_loss
-            rt["entropy"] = no_padding_2_padding(model_output["entropy"], data).detach()
+        entropy = model_output.get("entropy")  # the current policy's, as verl's ppo_loss
+        if entropy is not None:
+            entropy = no_padding_2_padding(entropy, data)
+            rt["entropy"] = entropy.detach()
         try:
-            return ppo_loss(self.config, model_output, data, dp_group)
+            loss, metrics = ppo_loss(self.config, model_output, data, dp_group)
         finally:
             rt.clear()
+        if coef == 0.0:
+            return loss, metrics
+        if entropy is None:
+            raise RuntimeError(
+                "flexent's entropy bonus needs the current policy's entropy in the model output: "
+                "set actor_rollout_ref.actor.calculate_entropy=true"
+            )
+        # aggregated exactly as verl's own actor.entropy_coeff bonus in ppo_loss
+        mask = data.select("response_mask").to_padded_tensor()["response_mask"].to(bool)
+        bonus = agg_loss(loss_mat=entropy, loss_mask=mask, loss_agg_mode=self.config.loss_agg_mode,
+                         **self.config.global_batch_info)  # fmt: skip
+        metrics["actor/flexent/entropy_bonus"] = Metric(
+            value=coef * bonus, aggregation=metrics["actor/pg_loss"].aggregation
+        )
+        return loss - coef * bonus, metrics
 
 
 def _old_entropy(data: Any) -> torch.Tensor | None:

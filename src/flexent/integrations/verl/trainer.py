@@ -11,8 +11,9 @@ the plugin). Everything verl does is unchanged; four hooks are added:
   ``response_mask`` of the batch back from TransferQueue and hand their mean token entropy to
   the strategy (verl's ``actor/entropy`` is aggregated with ``actor.loss_agg_mode``, so under
   the ``seq-mean-*`` modes it is not the mean token entropy); logged as ``actor/entropy/mean``.
-- ``_update_actor``: put ``flexent_step``/``flexent_w_up``/``flexent_w_low`` into the batch's
-  ``extra_info`` (verl turns it into non-tensor data of every micro-batch), then call verl.
+- ``_update_actor``: put ``flexent_step``/``flexent_w_up``/``flexent_w_low`` and the step's
+  entropy-bonus coefficient ``flexent_entropy_coef`` into the batch's ``extra_info`` (verl turns
+  it into non-tensor data of every micro-batch), then call verl.
 - ``_save_checkpoint``: write ``flexent_strategy.json`` into ``global_step_N`` before verl marks
   the checkpoint complete.
 
@@ -37,7 +38,7 @@ from flexent.control import DEFAULT_ON_INERT, handle_inert
 from flexent.integrations.verl.config import (
     KEY,
     PREFIX,
-    FlexentPolicyLossConfig,
+    check_bonus,
     check_registered,
     config_warnings,
     flexent_loss_name,
@@ -46,7 +47,6 @@ from flexent.integrations.verl.config import (
 from flexent.integrations.verl.controller import StepController
 from flexent.integrations.verl.loss import FlexentActorLoss
 from flexent.masked import masked_mean
-from flexent.strategies import get_strategy
 
 logger = logging.getLogger(__name__)
 TRAINER_MODE = "flexent_sync"
@@ -86,12 +86,9 @@ class FlexentPPOTrainer(PPOTrainerSync):
             verl_loss_params(flexent_loss_name(pl.loss_mode), actor_cfg)
         if self.config.get("distillation") and self.config.distillation.get("enabled", False):
             raise ValueError("trainer_mode=flexent_sync does not support distillation")
+        check_bonus(actor_cfg)
         total = int(self.total_training_steps)
-        if isinstance(pl, FlexentPolicyLossConfig):
-            strategy = pl.build_strategy(total_steps=total)
-        else:
-            strategy = get_strategy("static", total_steps=total)
-        self.flexent = StepController(strategy)
+        self.flexent = StepController.from_policy_loss(pl, total_steps=total)
         if clipping_is_inert(self.config):
             handle_inert(
                 getattr(pl, "on_inert", DEFAULT_ON_INERT),
@@ -145,8 +142,9 @@ class FlexentPPOTrainer(PPOTrainerSync):
     def _update_actor(self, batch: Any, metrics: dict) -> Any:
         w_up, w_low = self.flexent.weights(self.global_steps)
         batch.extra_info.update(
-            {"flexent_step": self.global_steps - 1, "flexent_w_up": w_up, "flexent_w_low": w_low}
-        )
+            {"flexent_step": self.global_steps - 1, "flexent_w_up": w_up, "flexent_w_low": w_low,
+             "flexent_entropy_coef": self.flexent.entropy_coef(self.global_steps)}
+        )  # fmt: skip
         batch = super()._update_actor(batch, metrics)
         metrics.update(self.flexent.metrics())
         return batch
