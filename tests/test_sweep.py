@@ -278,6 +278,17 @@ def test_sweep_runs_resumes_and_reports(tiny_sweep, capsys):
     report = (out / "report" / "report.md").read_text()
     assert "## Against `static`" in report and "![entropy](entropy.png)" in report
     assert (out / "report" / "entropy.png").is_file()
+    # a focused report of some arms, elsewhere; unknown arms and misplaced flags are one line
+    focus = out / "focus"
+    assert main(["sweep", str(spec), "--report-only", "--arms", "id", "--report-dir",
+                 str(focus)]) == 0  # fmt: skip
+    assert set(json.loads((focus / "summary.json").read_text())) == {"id"}
+    assert "Arms shown: `id`." in (focus / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["sweep", str(spec), "--report-only", "--arms", "nope"]) == 2
+    assert "--arms: unknown arm(s) ['nope']" in capsys.readouterr().err
+    assert main(["sweep", str(spec), "--arms", "id"]) == 2
+    assert "go with --report-only" in capsys.readouterr().err
 
     # id/seed1 killed during its final evaluation: checkpoint-2 (= max_steps) but not done;
     # static/seed0 killed before its first checkpoint: a directory with no checkpoint.

@@ -36,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     mode.add_argument("--report-only", action="store_true",
                       help="write the report from the finished runs, run nothing")  # fmt: skip
+    parser.add_argument(
+        "--arms", nargs="+", metavar="ARM",
+        help="report only these arms (names as in report.md, e.g. static id "
+        "'static__reuse=4_640'); with --report-dir, a focused report beside the full one",
+    )  # fmt: skip
+    parser.add_argument("--report-dir", metavar="DIR",
+                        help="where the report goes (default: <sweep dir>/report)")  # fmt: skip
 
 
 def _fail(message: str) -> int:
@@ -58,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     except SpecError as err:
         return _fail(str(err))
     if args.report_only:
-        return _report(spec)
+        return _report(spec, args.arms, args.report_dir)
+    if args.arms or args.report_dir:
+        return _fail("--arms and --report-dir go with --report-only")
     if args.dry_run:
         return _dry_run(spec, runs, setup, args.threads)
     if setup is not None:
@@ -147,11 +156,11 @@ def _line(outcome: Outcome) -> str:
     )
 
 
-def _report(spec: SweepSpec) -> int:
+def _report(spec: SweepSpec, arms: list[str] | None = None, out: str | None = None) -> int:
     from flexent.sweep.report import write_sweep_report
 
     try:
-        path = write_sweep_report(spec)
+        path = write_sweep_report(spec, Path(out) if out else None, arms=arms)
     except ValueError as err:
         return _fail(str(err))
     print(f"report: {path}")

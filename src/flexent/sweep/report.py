@@ -151,26 +151,37 @@ def baseline_table(arms: Sequence[ArmResult], baselines: dict[str, str]) -> str:
     return markdown_table(header, rows)
 
 
-def write_sweep_report(spec: SweepSpec, out_dir: Path | None = None) -> Path:
-    """Figures, ``report.md`` and ``summary.json`` of the sweep in ``<out>/report``."""
+def write_sweep_report(
+    spec: SweepSpec, out_dir: Path | None = None, *, arms: Sequence[str] | None = None
+) -> Path:
+    """Figures, ``report.md`` and ``summary.json`` of the sweep in ``<out>/report`` (or
+    ``out_dir``); ``arms`` keeps only those arms (in that order), an unknown name is an error."""
     from flexent.sweep.figures import plot_sweep_figures
 
     out = out_dir or spec.out / "report"
+    results, notes = collect(spec)
+    if arms:
+        by_name = {a.name: a for a in results}
+        unknown = [a for a in arms if a not in by_name]
+        if unknown:
+            raise ValueError(f"--arms: unknown arm(s) {unknown}; the sweep has {list(by_name)}")
+        results = [by_name[a] for a in arms]
+        notes = [n for n in notes if any(f"`{a}/" in n for a in arms)]
+    done = [a for a in results if a.runs]
     out.mkdir(parents=True, exist_ok=True)
-    arms, notes = collect(spec)
-    arms = [a for a in arms if a.runs]
-    if not arms:
+    if not done:
         raise ValueError(f"sweep {spec.name!r}: no finished run in {spec.out}")
-    figures = plot_sweep_figures(arms, out)
+    figures = plot_sweep_figures(done, out)
     seeds = ", ".join(map(str, spec.seeds))
     parts = [
         f"# Sweep `{spec.name}`",
         "",
-        f"Spec: `{spec.path}`; base: `{spec.base}`; seeds: {seeds}; runs in `{spec.out}`.",
+        f"Spec: `{spec.path}`; base: `{spec.base}`; seeds: {seeds}; runs in `{spec.out}`."
+        + (f" Arms shown: {', '.join(f'`{a}`' for a in arms)}." if arms else ""),
         "",
         "## Per arm (seed mean [95 % t-interval])",
         "",
-        arm_table(arms),
+        arm_table(done),
     ]
     baselines = {a.name: spec.baseline_of(a) or "" for a in spec.arms()}
     if spec.baseline:
@@ -180,7 +191,7 @@ def write_sweep_report(spec: SweepSpec, out_dir: Path | None = None) -> Path:
             "Entropy: ratio of seed means [95 % Welch t-interval on the log ratio, delta "
             "method]; the rest: difference of seed means [95 % Welch t-interval].",
             "",
-            baseline_table(arms, baselines),
+            baseline_table(done, baselines),
         ]
     parts += [
         "Entropy at p %: mean `entropy/mean` over the 5 % of logged steps ending there; reward "
@@ -198,6 +209,6 @@ def write_sweep_report(spec: SweepSpec, out_dir: Path | None = None) -> Path:
         parts += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     path = out / "report.md"
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    summary = {a.name: {"seeds": len(a.runs), "values": a.values} for a in arms}
+    summary = {a.name: {"seeds": len(a.runs), "values": a.values} for a in done}
     (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return path
