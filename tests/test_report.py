@@ -192,3 +192,19 @@ def test_missing_run_dir_is_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"has no metrics\.jsonl"):
         make_report([tmp_path / "empty"], tmp_path / "out")
+
+
+def test_exact_region_figures_appear_only_when_logged(tmp_path):
+    from flexent.report import make_report
+
+    suffixes = ("pred_dH_full", "pred_dH_full_clipped")
+    full = [f"region/E{i}/{s}" for i in range(1, 5) for s in suffixes]
+    with_full = _write_run(tmp_path, "with_full", ALL_KEYS + full)
+    without = _write_run(tmp_path, "without", ALL_KEYS)
+    report = make_report([with_full, without], tmp_path / "r1")
+    names = [p.name for p in report.figures]
+    assert "region_pred_dH_full.png" in names and "region_pred_dH_full_clipped.png" in names
+    assert any("pred_dH_full` missing in without" in n for n in report.notes)
+    report = make_report([without], tmp_path / "r2")  # nobody logs them: no figure, no note
+    assert not any("full" in p.name for p in report.figures)
+    assert not any("full" in n for n in report.notes)

@@ -28,13 +28,15 @@ class FigureSpec:
     """A figure file ``<name>.png``: one panel per metric key, runs overlaid in each panel.
 
     ``log_when_spanning`` switches a panel to a log y axis when its positive values span at
-    least 2 decades (max / min >= 100).
+    least 2 decades (max / min >= 100). An ``optional`` figure (metrics logged only on request)
+    is left out silently when no run logs any of its keys.
     """
 
     name: str
     title: str
     panels: tuple[Panel, ...]
     log_when_spanning: bool = False
+    optional: bool = False
 
 
 # METHOD §2: which tokens each region holds and which way its gradient moves entropy.
@@ -88,6 +90,18 @@ FIGURES: tuple[FigureSpec, ...] = (
         "region_pred_dH_clipped",
         "Entropy change the clip removed, per region (first order)",
         _regions("pred_dH_clipped", "removed pred. dH (nats per unit step)"),
+    ),
+    FigureSpec(
+        "region_pred_dH_full",
+        "Predicted entropy change per region, exact first order (pred_dH_full)",
+        _regions("pred_dH_full", "pred. dH (nats per unit step)"),
+        optional=True,
+    ),
+    FigureSpec(
+        "region_pred_dH_full_clipped",
+        "Entropy change the clip removed, per region, exact first order (pred_dH_full_clipped)",
+        _regions("pred_dH_full_clipped", "removed pred. dH (nats per unit step)"),
+        optional=True,
     ),
     FigureSpec(
         "control",
@@ -165,6 +179,8 @@ def plot_figure(
     """
     notes: list[str] = []
     panels = [p for p in spec.panels if any(r.has(p.key) for r in runs)]
+    if spec.optional and not panels:
+        return None, notes
     for p in spec.panels:
         if p not in panels:
             notes.append(f"`{spec.name}.png`: no run logs `{p.key}`; panel skipped")
