@@ -336,3 +336,18 @@ def _rm(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (Path(__file__).parents[1] / "configs" / "sweeps").glob("*.yaml"))
+)
+def test_committed_specs_expand_to_valid_runs(name):
+    """The study specs of docs/replication.md: every run's config builds (no model needed)."""
+    pytest.importorskip("trl")
+    from flexent.demo import DemoSetup
+
+    spec = load_spec(Path(__file__).parents[1] / "configs" / "sweeps" / name)
+    runs = spec.runs(DemoSetup().overrides(Path("cache")) if spec.is_demo else None)
+    validate_runs(spec, runs)
+    expected = {"regime.yaml": 28, "replication.yaml": 45}
+    assert len(runs) == expected[name]
