@@ -339,7 +339,8 @@ def _rm(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", sorted(p.name for p in (Path(__file__).parents[1] / "configs" / "sweeps").glob("*.yaml"))
+    "name",
+    sorted(p.name for p in (Path(__file__).parents[1] / "configs" / "sweeps").glob("*.yaml")),
 )
 def test_committed_specs_expand_to_valid_runs(name):
     """The study specs of docs/replication.md: every run's config builds (no model needed)."""
