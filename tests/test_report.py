@@ -208,3 +208,24 @@ def test_exact_region_figures_appear_only_when_logged(tmp_path):
     report = make_report([without], tmp_path / "r2")  # nobody logs them: no figure, no note
     assert not any("full" in p.name for p in report.figures)
     assert not any("full" in n for n in report.notes)
+
+
+def test_a_long_grid_title_stays_inside_the_figure(tmp_path, monkeypatch):
+    """A suptitle wider than the figure was cut at both edges (the region figures' titles)."""
+    import matplotlib.figure
+
+    from flexent.report.figures import draw_grid
+
+    seen = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def savefig(fig, *args, **kwargs):
+        fig.canvas.draw()
+        seen["title"] = fig._suptitle.get_window_extent()
+        seen["figure"] = fig.bbox
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    title = "entropy change the clip removed, per region, exact first order " * 3
+    draw_grid([1, 2, 3, 4], lambda ax, item: ax.plot([0, item]), tmp_path / "g.png", title=title)
+    assert seen["title"].x0 >= seen["figure"].x0 and seen["title"].x1 <= seen["figure"].x1

@@ -6,6 +6,7 @@ so importing this module is cheap and needs no display.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +142,9 @@ def draw_grid(
     for ax in list(axes.flat)[len(items) :]:
         ax.set_visible(False)
     if title:
-        fig.suptitle(title)
+        # wrapped to the figure's width (about 11 characters per inch at the default size), so
+        # that a long title is not cut at both edges
+        fig.suptitle(textwrap.fill(title, width=int(11 * 4.6 * cols)))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
