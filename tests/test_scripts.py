@@ -1,0 +1,59 @@
+"""The committed analysis scripts (scripts/): their tables against values computed by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).parents[1] / "scripts"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(root: Path, arm: str, seed: int, rows: list[dict[str, float]], done: bool = True) -> None:
+    run = root / arm / f"seed{seed}"
+    run.mkdir(parents=True)
+    lines = [json.dumps({"step": i + 1, **row}) for i, row in enumerate(rows)]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    if done:
+        (run / "sweep_run.json").write_text('{"status": "done"}')
+
+
+def _row(e1_clip: float, e2_removed: float) -> dict[str, float]:
+    row = {f"region/E{i}/{k}": 0.0 for i in range(1, 5) for k in ("share", "clip_frac")}
+    row.update({f"region/E{i}/pred_dH_full{s}": 0.0 for i in range(1, 5) for s in ("", "_clipped")})
+    row.update({"clip/frac_high": 0.01, "clip/frac_low": 0.03})
+    row["region/E1/clip_frac"] = e1_clip
+    row["region/E2/pred_dH_full_clipped"] = e2_removed
+    return row
+
+
+def test_region_table_means_over_steps_then_seeds(tmp_path, capsys):
+    # seed 1: E1 clipped 0.1 then 0.3 (mean 0.2); seed 2: 0.4 then 0.4 (0.4) -> arm mean 0.3 = 30 %.
+    # E2 removed dH: 0.002, 0.004 (0.003) and 0.001, 0.001 (0.001) -> 0.002 = +2.00 x 1e-3.
+    _run(tmp_path, "a", 1, [_row(0.1, 0.002), _row(0.3, 0.004)])
+    _run(tmp_path, "a", 2, [_row(0.4, 0.001), _row(0.4, 0.001)])
+    _run(tmp_path, "a", 3, [_row(0.9, 0.9)], done=False)  # interrupted: left out
+    _run(tmp_path, "b", 1, [_row(0.0, 0.0)])
+    table = _load("region_table")
+    assert table.main([str(tmp_path), "--arms", "a"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[2].startswith("| a | 2 | 1.00 / 3.00 | 0.0 % / 30.0 % /")
+    assert "0.0 % / 0.0 % / +0.00 / +2.00" in lines[2].split(" | ")[4]
+    # the first half of the steps only: seed 1 -> 0.1, seed 2 -> 0.4: 25 %
+    table.main([str(tmp_path), "--arms", "a", "--fraction", "0.5"])
+    assert "/ 25.0 % /" in capsys.readouterr().out.splitlines()[2].split(" | ")[3]
+
+
+def test_region_table_names_a_missing_arm(tmp_path):
+    _run(tmp_path, "a", 1, [_row(0.1, 0.0)])
+    with pytest.raises(SystemExit, match=r"no finished runs of arm\(s\) zz under"):
+        _load("region_table").main([str(tmp_path), "--arms", "zz"])
