@@ -284,7 +284,17 @@ def test_sweep_runs_resumes_and_reports(tiny_sweep, capsys):
                  str(focus)]) == 0  # fmt: skip
     assert set(json.loads((focus / "summary.json").read_text())) == {"id"}
     assert "Arms shown: `id`." in (focus / "report.md").read_text()
+    # the same arms against another baseline: static's entropy over id's
+    assert main(["sweep", str(spec), "--report-only", "--arms", "id", "static", "--baseline",
+                 "id", "--report-dir", str(focus)]) == 0  # fmt: skip
+    text = (focus / "report.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| static | id |"))
+    h = {a: summary[a]["values"]["entropy@50%"] for a in ("static", "id")}
+    ratio = (sum(h["static"]) / 2) / (sum(h["id"]) / 2)
+    assert "## Against `id`" in text and row.split(" | ")[3].startswith(f"{ratio:.3f} [")
     capsys.readouterr()
+    assert main(["sweep", str(spec), "--report-only", "--baseline", "nope"]) == 2
+    assert "--baseline: unknown arm 'nope'" in capsys.readouterr().err
     assert main(["sweep", str(spec), "--report-only", "--arms", "nope"]) == 2
     assert "--arms: unknown arm(s) ['nope']" in capsys.readouterr().err
     assert main(["sweep", str(spec), "--arms", "id"]) == 2

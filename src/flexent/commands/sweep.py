@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="report only these arms (names as in report.md, e.g. static id "
         "'static__reuse=4_640'); with --report-dir, a focused report beside the full one",
     )  # fmt: skip
+    parser.add_argument(
+        "--baseline", metavar="ARM",
+        help="compare the arms with this arm instead of the spec's baseline (e.g. id "
+        "clip-higher --baseline clip-higher)",
+    )  # fmt: skip
     parser.add_argument("--report-dir", metavar="DIR",
                         help="where the report goes (default: <sweep dir>/report)")  # fmt: skip
 
@@ -65,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
     except SpecError as err:
         return _fail(str(err))
     if args.report_only:
-        return _report(spec, args.arms, args.report_dir)
-    if args.arms or args.report_dir:
-        return _fail("--arms and --report-dir go with --report-only")
+        return _report(spec, args.arms, args.report_dir, args.baseline)
+    if args.arms or args.report_dir or args.baseline:
+        return _fail("--arms, --baseline and --report-dir go with --report-only")
     if args.dry_run:
         return _dry_run(spec, runs, setup, args.threads)
     if setup is not None:
@@ -156,11 +161,14 @@ def _line(outcome: Outcome) -> str:
     )
 
 
-def _report(spec: SweepSpec, arms: list[str] | None = None, out: str | None = None) -> int:
+def _report(
+    spec: SweepSpec, arms: list[str] | None = None, out: str | None = None,
+    baseline: str | None = None,
+) -> int:  # fmt: skip
     from flexent.sweep.report import write_sweep_report
 
     try:
-        path = write_sweep_report(spec, Path(out) if out else None, arms=arms)
+        path = write_sweep_report(spec, Path(out) if out else None, arms=arms, baseline=baseline)
     except ValueError as err:
         return _fail(str(err))
     print(f"report: {path}")

@@ -152,14 +152,20 @@ def baseline_table(arms: Sequence[ArmResult], baselines: dict[str, str]) -> str:
 
 
 def write_sweep_report(
-    spec: SweepSpec, out_dir: Path | None = None, *, arms: Sequence[str] | None = None
-) -> Path:
+    spec: SweepSpec, out_dir: Path | None = None, *, arms: Sequence[str] | None = None,
+    baseline: str | None = None,
+) -> Path:  # fmt: skip
     """Figures, ``report.md`` and ``summary.json`` of the sweep in ``<out>/report`` (or
-    ``out_dir``); ``arms`` keeps only those arms (in that order), an unknown name is an error."""
+    ``out_dir``); ``arms`` keeps only those arms (in that order), an unknown name is an error;
+    ``baseline`` (an arm's name) compares every arm shown with that arm instead of the spec's
+    baseline."""
     from flexent.sweep.figures import plot_sweep_figures
 
     out = out_dir or spec.out / "report"
     results, notes = collect(spec)
+    if baseline is not None and baseline not in {a.name for a in results}:
+        names = [a.name for a in results]
+        raise ValueError(f"--baseline: unknown arm {baseline!r}; the sweep has {names}")
     if arms:
         by_name = {a.name: a for a in results}
         unknown = [a for a in arms if a not in by_name]
@@ -168,6 +174,9 @@ def write_sweep_report(
         results = [by_name[a] for a in arms]
         notes = [n for n in notes if any(f"`{a}/" in n for a in arms)]
     done = [a for a in results if a.runs]
+    if baseline is not None and baseline not in {a.name for a in done}:
+        why = "has no finished run" if arms is None or baseline in arms else "is not in --arms"
+        raise ValueError(f"--baseline: arm {baseline!r} {why}")
     out.mkdir(parents=True, exist_ok=True)
     if not done:
         raise ValueError(f"sweep {spec.name!r}: no finished run in {spec.out}")
@@ -184,9 +193,11 @@ def write_sweep_report(
         arm_table(done),
     ]
     baselines = {a.name: spec.baseline_of(a) or "" for a in spec.arms()}
-    if spec.baseline:
+    if baseline is not None:
+        baselines = {a.name: baseline for a in spec.arms()}
+    if baseline or spec.baseline:
         parts += [
-            f"## Against `{spec.baseline}`",
+            f"## Against `{baseline or spec.baseline}`",
             "",
             "Entropy: ratio of seed means [95 % Welch t-interval on the log ratio, delta "
             "method]; the rest: difference of seed means [95 % Welch t-interval].",
