@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,6 +154,33 @@ def test_lora_run_final_loads_merged_in_flexent_eval(setup, capsys):
     assert json.loads((out / "results.json").read_text())["model"] == str(final)
 
 
+def test_clip_cov_resume_draws_what_the_uninterrupted_run_drew(setup):
+    """clip_cov drops the gradient of randomly drawn tokens; the TRL adapter re-seeds its
+    generator from (seed, rank, step), so a run resumed at step 2 draws at steps 3 and 4 what
+    the uninterrupted run drew there and ends with the same weights. Half of the tokens are
+    drawn (ratio 0.5, every covariance eligible), so different draws would show."""
+    tmp_path, cfg, _ = setup
+    cov = ["trainer.max_steps=4", "entropy_control.loss=clip_cov",
+           "entropy_control.loss_params={clip_cov_ratio: 0.5, clip_cov_lb: -1e9, clip_cov_ub: 1e9}"]  # fmt: skip
+    assert main(["train", str(cfg), *cov]) == 0
+    full = tmp_path / "run"
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copytree(full / "checkpoint-2", cut / "checkpoint-2")
+    lines = (full / "metrics.jsonl").read_text().splitlines()
+    (cut / "metrics.jsonl").write_text("".join(x + "\n" for x in lines[:2]))
+    assert main(["train", str(cfg), *cov, f"output.dir={cut}", "--resume"]) == 0
+    a, b = _state(full / "checkpoint-4"), _state(cut / "checkpoint-4")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    # and the draws matter: without them (plain ppo_clip) the run ends elsewhere
+    other = tmp_path / "other"
+    plain = ["trainer.max_steps=4", "entropy_control.loss=ppo_clip", f"output.dir={other}"]
+    assert main(["train", str(cfg), *plain]) == 0
+    c = _state(other / "checkpoint-4")
+    assert any(not torch.equal(a[n], c[n]) for n in a)
+
+
 def test_refuses_to_overwrite_and_bad_config(setup, capsys):
     _, cfg, _ = setup
     assert main(["train", str(cfg), "trainer.max_steps=1"]) == 0
@@ -165,27 +193,62 @@ def test_refuses_to_overwrite_and_bad_config(setup, capsys):
     assert "entropy_control.stratgy" in capsys.readouterr().err
 
 
+def test_demo_mistakes_are_one_line_before_the_warm_up(tmp_path, capsys):
+    run = tmp_path / "runs" / "demo"
+    cases = [
+        (["trainer.lerning_rate=1"], "trainer.lerning_rate (override trainer.lerning_rate=1) is "
+                                     "not a TRL GRPOConfig field"),
+        (["entropy_control.strategy=id"], "entropy_control.strategy is set per arm: use --arms"),
+        (["--arms", "static,nope"], "--arms: unknown arm 'nope'; use a strategy"),
+        (["--arms", "id,id"], "--arms must name distinct arms"),
+        (["--arms", "static,"], "--arms: empty arm name in 'static,'"),
+        (["output.dir=x"], "output.dir is the demo's --run-dir"),
+        (["trainer.seed=3"], "trainer.seed: use --seed N"),
+        (["--arms", "static,up-tight", "entropy_control.thresholds.eps_std=[0.2,0.3]"],
+         "override entropy_control.thresholds.eps_std clashes with arm 'up-tight', which sets "
+         "it to [0.2, 0.05]"),
+        # valid for the config's own strategy (id), not for an arm's: the per-arm check
+        (["--arms", "static,id", "entropy_control.strategy_params={phase_ratio: 0.3}"],
+         "arm 'static': entropy_control.strategy_params"),
+        (["evaluation.steps=[100000]"], "step 100000 is after trainer.max_steps"),
+        (["--threads", "0"], "--threads must be >= 1"),
+    ]  # fmt: skip
+    for extra, expected in cases:
+        assert main(["demo", "--run-dir", str(run), *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("flexent demo: ") and expected in err[0], err
+    assert not (tmp_path / "runs").exists()  # no run dir, no warm-up cache
+
+
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
-    """The main job with fewer steps: bootstrap, GRPO with `id`, eval, summary (minutes)."""
+    """The main job with fewer steps: warm-up, GRPO per arm, eval, report, summary (minutes)."""
+    from flexent.demo import ARMS, DemoSetup
+
     run = tmp_path / "runs" / "demo"
-    assert main(["demo", "--run-dir", str(run), "trainer.max_steps=8", "trainer.save_steps=4"]) == 0
+    # greedy single-sample evaluation, so that it can be recomputed here prompt by prompt
+    short = ["trainer.max_steps=8", "trainer.save_steps=4", "evaluation.num_samples=1",
+             "evaluation.temperature=0", "evaluation.steps=[]"]  # fmt: skip
+    assert main(["demo", "--run-dir", str(run), *short]) == 0
     text = (run / "summary.md").read_text()
-    assert "held-out accuracy" in text and (run / "report" / "entropy.png").is_file()
-    evals = json.loads((run / "eval.json").read_text())
-    # the trainer's greedy held-out accuracy against one computed here, prompt by prompt with
-    # model.generate (no batching or left padding) and the countdown verifier on the last line
-    test_rows = [json.loads(x) for x in (tmp_path / "runs" / ".flexent-cache" /
-                 "countdown_test.jsonl").read_text().splitlines()]  # fmt: skip
-    mine = _greedy_countdown_accuracy(run / "final", test_rows)
-    assert evals["final"]["num_problems"] == len(test_rows) == 100
-    # batched (left-padded) and single-prompt fp32 greedy decoding may break a near-tie
-    # differently: allow two problems of 100
-    assert abs(evals["final"]["accuracy"] - mine) <= 0.02
-    steps = [
-        json.loads(x)["control/w_up"] for x in (run / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert steps[0] == 1.0 and len(steps) == 8  # `id` starts with w_up = lambda_0 = 1
+    assert all(f"| {arm} |" in text for arm in ARMS) and (run / "report" / "entropy.png").is_file()
+    test_file = DemoSetup().overrides(tmp_path / "runs" / ".flexent-cache")["evaluation.source"]
+    test_rows = [json.loads(x) for x in Path(test_file).read_text().splitlines()]
+    for arm in ARMS:
+        arm_dir = run / arm / "seed0"
+        evals = json.loads((arm_dir / "eval.json").read_text())
+        # the trainer's greedy held-out accuracy against one computed here, prompt by prompt
+        # with model.generate (no batching or left padding) and the countdown verifier
+        mine = _greedy_countdown_accuracy(arm_dir / "final", test_rows)
+        assert evals["final"]["num_problems"] == len(test_rows) == 100
+        # batched (left-padded) and single-prompt fp32 greedy decoding may break a near-tie
+        # differently: allow two problems of 100
+        assert abs(evals["final"]["accuracy"] - mine) <= 0.02, arm
+        lines = (arm_dir / "metrics.jsonl").read_text().splitlines()
+        w_up = [json.loads(x)["control/w_up"] for x in lines]
+        assert len(w_up) == 8
+        # static: the GRPO clip throughout; id starts with w_up = lambda_0 = 1 (METHOD §4)
+        assert w_up[0] == (1.0 if arm == "id" else 0.0), arm
 
 
 def _greedy_countdown_accuracy(model_dir, rows) -> float:
@@ -212,3 +275,71 @@ def _tensorboard_steps(run, tag: str) -> list[int]:
     acc = EventAccumulator(str(run / "tensorboard"))
     acc.Reload()
     return [e.step for e in acc.Scalars(tag)]
+
+
+def test_long_prompts_warn_once_with_their_lengths():
+    """Char tokenizer (one token a character, no BOS), context 24, completions of 6: prompts of
+    10, 18 and 20 characters -> 16, 24 and 26 tokens with the completion: 24 fits exactly, so
+    one does not fit."""
+    from flexent.config import load_config
+    from flexent.integrations.trl.run import warn_long_prompts
+
+    tok = build_char_tokenizer("0123456789+= ")
+    model = build_tiny_qwen2(tok, hidden_size=32, num_layers=1, num_heads=2,
+                             max_position_embeddings=24)  # fmt: skip
+    cfg = load_config(None, ["model.path=x", "data.source=y", "reward.name=z",
+                             "trainer.max_completion_length=6"])  # fmt: skip
+    rows = [{"prompt": "1" * n} for n in (10, 18, 20)]
+    with pytest.warns(UserWarning) as caught:
+        warn_long_prompts(tok, model, rows, cfg)
+    assert len(caught) == 1
+    assert str(caught[0].message).startswith(
+        "1 of 3 prompts do not fit the model's context with the completion: longest prompt 20 "
+        "tokens + max_completion_length 6 > max_position_embeddings 24"
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_long_prompts(tok, model, rows[:1], cfg)  # 10 + 6 <= 24: silent
+
+
+def _fake_demo_run(run_dir: Path, entropy: list[float], clip_high: float, evals: dict) -> None:
+    run_dir.mkdir(parents=True)
+    rows = [{"step": i + 1, "entropy/mean": h, "reward/mean": 0.5, "clip/frac_high": clip_high,
+             "clip/frac_low": 0.02} for i, h in enumerate(entropy)]  # fmt: skip
+    (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (run_dir / "eval.json").write_text(json.dumps(evals))
+    (run_dir / "sweep_run.json").write_text('{"status": "done", "wall_s": 1.0, "rc": 0}')
+
+
+def test_demo_summary_table_from_hand_written_runs(tmp_path):
+    """summary.md's cells against the runs' own numbers, written here by hand."""
+    from flexent.demo import demo_spec
+    from flexent.demo_report import write_summary
+
+    spec = demo_spec(tmp_path / "demo", [], ("static", "id"))
+
+    def ev(mean: float, pas: float) -> dict:
+        return {"metrics": {"mean@16": mean, "pass@16": pas}, "accuracy": mean}
+
+    # 20 steps: entropy at 25 % is step 5's value alone (a window of 5 % of 20 = 1 step)
+    _fake_demo_run(
+        tmp_path / "demo" / "static" / "seed0",
+        [1.0 - 0.04 * i for i in range(20)],
+        0.01,
+        {"start": ev(0.25, 0.9), "step-10": ev(0.5, 0.8), "final": ev(0.6, 0.7)},
+    )
+    _fake_demo_run(
+        tmp_path / "demo" / "id" / "seed0",
+        [1.0] * 20,
+        0.03,
+        {"start": ev(0.25, 0.9), "step-10": ev(0.55, 0.85), "final": ev(0.65, 0.75)},
+    )
+    text = write_summary(spec, elapsed_s=12.0, command="flexent demo").read_text()
+    assert "| static | 25.0 -> 50.0 -> 60.0 | 90.0 -> 80.0 -> 70.0 | 0.840 | 0.640 | 0.440 | " \
+           "0.240 | 1.00 | 2.00 |" in text  # fmt: skip
+    assert "| id | 25.0 -> 55.0 -> 65.0 | 90.0 -> 85.0 -> 75.0 | 1.000 | 1.000 |" in text
+    assert "Held-out values at start, step-10, final (16 samples per problem)" in text
+    # id over static: 1/0.84, 1/0.64, 1/0.44, 1/0.24
+    assert "25 %: 1.19x, 50 %: 1.56x, 75 %: 2.27x, 100 %: 4.17x" in text

@@ -14,7 +14,10 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("flexent.commands.train", "GRPO training with entropy control (TRL)."),
-    "demo": ("flexent.commands.demo", "The CPU main job: warm-up, GRPO with `id`, eval, report."),
+    "demo": (
+        "flexent.commands.demo",
+        "The CPU main job: warm-up, GRPO per arm (static, id), pass@k, report.",
+    ),
     "eval": (
         "flexent.commands.eval",
         "Sample K answers per problem; report mean@K, pass@k, maj@K.",

@@ -2,10 +2,11 @@
 
 1. Bootstrap (cached): a small Qwen2 with a character-level tokenizer, warmed up by TRL's
    ``SFTTrainer`` on countdown demonstrations (the generator's own solutions) to a weak start.
-2. GRPO with flexent's ``id`` strategy on countdown (``configs/demo.yaml``), several optimizer
-   steps per generation batch so that clipping acts.
-3. Held-out evaluation of the start and final model (``eval.json``).
-4. Plots and ``summary.md`` in the run directory.
+2. GRPO on countdown (``configs/demo.yaml``), one run per arm (default ``static`` and ``id``)
+   from the same warm-up, prompts and seed, each generation batch trained on 16 times so that
+   the clip acts (docs/replication.md): a one-seed :mod:`flexent.sweep`.
+3. Held-out pass@k of each arm before, during and after training (``eval.json``).
+4. The sweep report (``report/``) and ``summary.md`` in the run directory.
 
 Prompts are short on purpose (character-level tokens): ``"12 5>17="`` -> ``"12+5"``. With 2
 numbers in 1..30 and targets <= 60 there are about 1,080 distinct problems (measured), so the
@@ -22,6 +23,8 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from flexent.errors import UserError
 
 ALPHABET = "0123456789+-*/()>= "
 CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
@@ -178,22 +181,118 @@ def bootstrap_model(cache: Path, b: Bootstrap) -> Path:
     return out
 
 
-def run_demo(run_dir: str | Path, overrides: list[str]) -> int:
+ARMS = ("static", "id")
+# Named arms beyond the plain strategies (docs/replication.md measured them): the same overrides
+# as the sweep specs' groups. Any registered strategy name is an arm too.
+PRESETS: dict[str, dict[str, Any]] = {
+    "clip-higher": {"entropy_control.strategy": "static",
+                    "entropy_control.thresholds.eps_std": [0.2, 0.28]},
+    "id-steep": {"entropy_control.strategy": "id",
+                 "entropy_control.thresholds.upper": [-0.43, 0.5]},
+    "up-tight": {"entropy_control.strategy": "static",
+                 "entropy_control.thresholds.eps_std": [0.2, 0.05]},
+}  # fmt: skip
+
+
+def arm_overrides(arm: str) -> dict[str, Any]:
+    """The config overrides of a demo arm: a preset (:data:`PRESETS`) or a strategy name."""
+    from flexent.strategies import list_strategies
+
+    if arm in PRESETS:
+        return dict(PRESETS[arm])
+    if arm in list_strategies():
+        return {"entropy_control.strategy": arm}
+    raise UserError(
+        f"--arms: unknown arm {arm!r}; use a strategy ({', '.join(list_strategies())}) or a "
+        f"preset ({', '.join(PRESETS)})"
+    )
+
+
+def parse_arms(text: str) -> tuple[str, ...]:
+    """``--arms static,id,up-tight`` -> the arms, each checked (:func:`arm_overrides`)."""
+    arms = tuple(a.strip() for a in text.split(","))
+    if not all(arms):
+        raise UserError(f"--arms: empty arm name in {text!r} (a comma-separated list: static,id)")
+    if len(set(arms)) != len(arms):
+        raise UserError(f"--arms must name distinct arms, got {text!r}")
+    for arm in arms:
+        arm_overrides(arm)
+    return arms
+
+
+def demo_spec(
+    run_dir: Path, overrides: list[str], arms: tuple[str, ...] = ARMS, seed: int = 0
+) -> Any:
+    """The demo as a one-seed sweep: every arm on the same warm-up model and prompts,
+    ``configs/demo.yaml`` plus ``overrides`` (``key=value`` strings, passed on as written);
+    the first arm is the baseline. A key the demo sets itself, or that a chosen arm sets,
+    is a :class:`UserError` naming it."""
+    from flexent.sweep.spec import SweepSpec
+
+    set_by_arm = {k: arm for arm in reversed(arms) for k in arm_overrides(arm)}
+    extra: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise UserError(f"override {item!r} must look like key.sub=value")
+        if key == "output.dir":
+            raise UserError("output.dir is the demo's --run-dir (each arm gets a directory in it)")
+        if key == "trainer.seed":
+            raise UserError("trainer.seed: use --seed N (every arm gets the same seed)")
+        if key == "entropy_control.strategy":
+            raise UserError("entropy_control.strategy is set per arm: use --arms STRATEGY,...")
+        if key in set_by_arm:
+            raise UserError(
+                f"override {key} clashes with arm {set_by_arm[key]!r}, which sets it to "
+                f"{arm_overrides(set_by_arm[key])[key]!r}; drop one of them"
+            )
+        extra[key] = value  # a string: `flexent train` parses it as the check did
+    groups = {arm: arm_overrides(arm) for arm in arms}
+    return SweepSpec(path=CONFIG, name="demo", base="demo", out=run_dir, overrides=extra,
+                     groups=groups, seeds=[seed], baseline=arms[0])  # fmt: skip
+
+
+def run_demo(
+    run_dir: str | Path, overrides: list[str], *, arms: tuple[str, ...] = ARMS,
+    threads: int | None = None, seed: int = 0,
+) -> int:  # fmt: skip
+    """Warm-up (cached), one GRPO run per arm, the comparison report and ``summary.md``."""
     from flexent.config import load_config
-    from flexent.integrations.trl.run import run_training
+    from flexent.sweep import validate_runs
+    from flexent.sweep.report import write_sweep_report
+    from flexent.sweep.runner import execute, log_path
 
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
-        print(f"[demo] {run_dir} already exists; remove it or pass --run-dir NEW_DIR")
-        return 2
-    cache = run_dir.parent / ".flexent-cache"
+        raise UserError(f"{run_dir} already exists; remove it or pass --run-dir NEW_DIR")
+    parse_arms(",".join(arms))
     t0 = time.time()
-    setup = DemoSetup().prepare(cache)
-    base = [f"{k}={v}" for k, v in setup.items()] + [f"output.dir={run_dir}"]
-    cfg = load_config(CONFIG, base + overrides)
-    result = run_training(cfg, resume=False)
+    setup = DemoSetup()
+    cache = run_dir.parent / ".flexent-cache"
+    # before the warm-up: a bad override is one line naming it
+    spec = demo_spec(run_dir, overrides, arms, seed)
+    fixed = [f"{k}={v}" for k, v in setup.overrides(cache).items()]
+    load_config(CONFIG, fixed + list(overrides))
+    runs = spec.runs(setup.overrides(cache))
+    validate_runs(spec, runs)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)  # the warm-up's SFT runs in this process
+    setup.prepare(cache)
+    failed = []
+    for outcome in execute(spec.base_config(), runs, run_dir, threads=threads,
+                           on_done=lambda o: print(f"[demo] {o.run.arm}: {o.status} in "
+                                                   f"{o.wall_s:.0f} s", flush=True)):  # fmt: skip
+        if outcome.status == "failed":
+            failed.append(f"{outcome.run.arm} ({outcome.message}; log: "
+                          f"{log_path(run_dir, outcome.run)})")  # fmt: skip
+    if failed:
+        raise UserError(f"demo run(s) failed: {'; '.join(failed)}")
+    write_sweep_report(spec)
     from flexent.demo_report import write_summary
 
-    write_summary(run_dir, result.eval, elapsed_s=time.time() - t0, command="flexent demo")
-    print(f"[demo] done in {time.time() - t0:.0f} s; see {run_dir / 'summary.md'}")
+    path = write_summary(spec, elapsed_s=time.time() - t0, command="flexent demo")
+    print(f"[demo] done in {time.time() - t0:.0f} s; see {path}")
     return 0

@@ -3,30 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from flexent.demo import ARMS, PRESETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", default="runs/demo", help="run directory (default runs/demo)")
     parser.add_argument(
+        "--arms",
+        default=",".join(ARMS),
+        metavar="ARM,ARM",
+        help="comma-separated arms trained side by side from the same warm-up, the first the "
+        "baseline: strategy names or the presets "
+        + ", ".join(PRESETS)
+        + " (default: "
+        + ",".join(ARMS)
+        + "; docs/training.md)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of every arm (default 0)")
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (default: torch's choice; 1 is steadier on a busy machine)",
+        help="torch CPU threads of each run (default: torch's choice)",
     )
     parser.add_argument(
         "overrides",
         nargs="*",
         metavar="key.sub=value",
-        help="dotted overrides of configs/demo.yaml",
+        help="dotted overrides of configs/demo.yaml, for every arm",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from flexent.demo import run_demo
+    from flexent.demo import parse_arms, run_demo
+    from flexent.errors import UserError
 
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
-
-    return run_demo(args.run_dir, list(args.overrides))
+    if args.threads is not None and args.threads < 1:
+        print(f"flexent demo: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    try:
+        return run_demo(args.run_dir, list(args.overrides), arms=parse_arms(args.arms),
+                        threads=args.threads, seed=args.seed)  # fmt: skip
+    except UserError as err:
+        print(f"flexent demo: {err}", file=sys.stderr)
+        return 2

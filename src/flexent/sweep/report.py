@@ -151,6 +151,15 @@ def baseline_table(arms: Sequence[ArmResult], baselines: dict[str, str]) -> str:
     return markdown_table(header, rows)
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it (reports get copied
+    into docs), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def write_sweep_report(
     spec: SweepSpec, out_dir: Path | None = None, *, arms: Sequence[str] | None = None,
     baseline: str | None = None,
@@ -185,7 +194,8 @@ def write_sweep_report(
     parts = [
         f"# Sweep `{spec.name}`",
         "",
-        f"Spec: `{spec.path}`; base: `{spec.base}`; seeds: {seeds}; runs in `{spec.out}`."
+        f"Spec: `{_shown(spec.path)}`; base: `{spec.base}`; seeds: {seeds}; runs in "
+        f"`{_shown(spec.out)}`."
         + (f" Arms shown: {', '.join(f'`{a}`' for a in arms)}." if arms else ""),
         "",
         "## Per arm (seed mean [95 % t-interval])",
