@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flexent.report.summary import markdown_table
-from flexent.sweep.report import FRACTIONS, ArmResult, collect
+from flexent.sweep.report import FRACTIONS, ArmResult, collect, training_order
 
 # figures of the sweep report shown in the summary, in this order; of two alternatives the
 # first one present (the exact first-order term when the runs log it)
@@ -28,9 +28,7 @@ def _fmt(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
 
 def _stages(arm: ArmResult) -> list[str]:
     """Evaluation stages in training order: start, step-N ..., final."""
-    found = {k.split(" ")[0] for k in arm.values if " pass@" in k or " mean@" in k}
-    steps = sorted((s for s in found if s.startswith("step-")), key=lambda s: int(s[5:]))
-    return [s for s in ("start", *steps, "final") if s in found]
+    return training_order(k.split(" ")[0] for k in arm.values if " pass@" in k or " mean@" in k)
 
 
 def _eval_cells(arm: ArmResult, stages: list[str], metric: str) -> str:

@@ -76,7 +76,9 @@ def _figure(spec: FigureSpec, arms: Sequence[ArmResult], out: Path) -> Path | No
 
 
 def _pass_at_k(arms: Sequence[ArmResult], out: Path) -> Path | None:
-    stages = sorted({k.split(" ")[0] for a in arms for k in a.values if " pass@" in k})
+    from flexent.sweep.report import training_order  # (report imports this module)
+
+    stages = training_order(k.split(" ")[0] for a in arms for k in a.values if " pass@" in k)
     if not stages:
         return None
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,18 @@ def window_mean(values: Sequence[float], p: float, frac: float = 0.05) -> float:
     width = max(1, round(frac * n))
     window = values[max(0, end - width) : end]
     return sum(window) / len(window)
+
+
+def training_order(stages: Iterable[str]) -> list[str]:
+    """Evaluation stage names in training order: ``start``, ``step-N`` by N, ``final``.
+
+    >>> training_order(["final", "step-64", "start", "step-192"])
+    ['start', 'step-64', 'step-192', 'final']
+    """
+    found = set(stages)
+    steps = sorted((s for s in found if s.startswith("step-")), key=lambda s: int(s[5:]))
+    rest = sorted(found - {"start", "final", *steps})
+    return [s for s in ("start", *steps, "final") if s in found] + rest
 
 
 def _span_mean(values: Sequence[float], start: float, stop: float) -> float:
