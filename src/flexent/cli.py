@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("flexent.commands.train", "GRPO training with entropy control (TRL)."),
     "demo": (
         "flexent.commands.demo",
-        "The CPU main job: warm-up, GRPO per arm (static, id), pass@k, report.",
+        "The CPU main job: warm-up, GRPO per arm (static, id, target-bonus), pass@k, report.",
     ),
     "eval": (
         "flexent.commands.eval",

@@ -2,9 +2,10 @@
 
 1. Bootstrap (cached): a small Qwen2 with a character-level tokenizer, warmed up by TRL's
    ``SFTTrainer`` on countdown demonstrations (the generator's own solutions) to a weak start.
-2. GRPO on countdown (``configs/demo.yaml``), one run per arm (default ``static`` and ``id``)
-   from the same warm-up, prompts and seed, each generation batch trained on 16 times so that
-   the clip acts (docs/replication.md): a one-seed :mod:`flexent.sweep`.
+2. GRPO on countdown (``configs/demo.yaml``), one run per arm (default ``static``, ``id``,
+   ``target-bonus``) from the same warm-up, prompts and seed, each generation batch feeding 16
+   optimizer steps (4 mini-batches x 4 epochs) so that the clip acts (docs/replication.md): a
+   one-seed :mod:`flexent.sweep`.
 3. Held-out pass@k of each arm before, during and after training (``eval.json``).
 4. The sweep report (``report/``) and ``summary.md`` in the run directory.
 
@@ -181,10 +182,15 @@ def bootstrap_model(cache: Path, b: Bootstrap) -> Path:
     return out
 
 
-ARMS = ("static", "id")
+# GRPO, the paper's `id`, and an arm that does steer entropy in this setting (docs/replication.md:
+# the clip alone does not; the `target` controller's entropy-bonus actuator holds H near H_init)
+ARMS = ("static", "id", "target-bonus")
 # Named arms beyond the plain strategies (docs/replication.md measured them): the same overrides
 # as the sweep specs' groups. Any registered strategy name is an arm too.
 PRESETS: dict[str, dict[str, Any]] = {
+    "target-bonus": {"entropy_control.strategy": "target",
+                     "entropy_control.strategy_params": {"target": 1.0, "actuator": "bonus",
+                                                         "bonus_max": 0.05}},
     "clip-higher": {"entropy_control.strategy": "static",
                     "entropy_control.thresholds.eps_std": [0.2, 0.28]},
     "id-steep": {"entropy_control.strategy": "id",
