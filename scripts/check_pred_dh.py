@@ -8,6 +8,7 @@ model, scores them, forms GRPO advantages, and compares the two terms token by t
 theory region: how often their signs agree and how their sums compare.
 
     python scripts/check_pred_dh.py demo     # the demo's warm-up model and held-out prompts
+    python scripts/check_pred_dh.py demo --weights RUN/final   # a trained model, same prompts
     python scripts/check_pred_dh.py MODEL --data FILE.jsonl --reward countdown \\
         --reward-param last_line_fallback=true --problems 100 --samples 8 --max-new-tokens 8
 
@@ -36,6 +37,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--data", help="prompt file (load_prompts; `demo`: its held-out prompts)")
     p.add_argument("--reward", default="countdown")
     p.add_argument("--cache", default="runs/.flexent-cache", help="`demo`: the warm-up cache")
+    p.add_argument(
+        "--weights",
+        metavar="DIR",
+        help="`demo`: score this model (e.g. a demo run's final/) on the demo's prompts instead "
+        "of the warm-up",
+    )
     p.add_argument("--reward-param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--problems", type=int, default=100)
     p.add_argument("--samples", type=int, default=8, help="completions per prompt (the group)")
@@ -75,6 +82,7 @@ def main(argv: list[str]) -> int:
 
         setup = DemoSetup().prepare(Path(args.cache))
         args.model, args.data = setup["model.path"], args.data or setup["evaluation.source"]
+        args.model = args.weights or args.model
         args.reward_param = args.reward_param or ["last_line_fallback=true"]
     if args.data is None:
         raise SystemExit("--data is required (except for `demo`)")
