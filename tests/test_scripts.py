@@ -57,3 +57,32 @@ def test_region_table_names_a_missing_arm(tmp_path):
     _run(tmp_path, "a", 1, [_row(0.1, 0.0)])
     with pytest.raises(SystemExit, match=r"no finished runs of arm\(s\) zz under"):
         _load("region_table").main([str(tmp_path), "--arms", "zz"])
+
+
+def test_rescore_samples_with_the_number_fallback(tmp_path, capsys):
+    # two problems x 2 samples, saved as scored without a fallback (no \boxed{} -> 0)
+    rows = [
+        {"benchmark": "b", "answer": "12", "scores": [0.0, 1.0],
+         "completions": ["so the total is 12 apples", "\\boxed{12}"]},
+        {"benchmark": "b", "answer": "7", "scores": [0.0, 0.0],
+         "completions": ["it is 8", "no number here"]},
+    ]  # fmt: skip
+    path = tmp_path / "samples.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    script = _load("rescore_samples")
+    assert (
+        script.main([str(path), "--reward", "math", "--reward-param", "number_fallback=true"]) == 0
+    )
+    out = capsys.readouterr().out
+    # saved: 1 right of 4 samples (mean@2 25 %), 1 of 2 problems solved (pass@2 50 %);
+    # rescored: the first problem's first sample turns right: 2 of 4 (50 %), pass@2 still 50 %
+    assert "as saved:  mean@2 25.0 %" in out and "pass@2 50.0 %" in out
+    assert "rescored:  mean@2 50.0 %" in out
+    assert "samples wrong -> right: 1, right -> wrong: 0" in out
+
+
+def test_rescore_samples_names_a_bad_line(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    path.write_text('{"benchmark": "b"}\n')
+    with pytest.raises(SystemExit, match=r"samples.jsonl:1: missing \['answer', 'scores'"):
+        _load("rescore_samples").main([str(path), "--reward", "math"])
