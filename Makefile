@@ -46,6 +46,7 @@ bench: setup
 	$(PY) benchmarks/bench_entropy.py
 	$(PY) benchmarks/bench_rewards.py
 	$(PY) benchmarks/bench_bf16_cpu.py
+	$(PY) benchmarks/bench_trl_step.py
 
 clean-venv:
 	rm -rf $(VENV)
