@@ -360,5 +360,14 @@ def test_committed_specs_expand_to_valid_runs(name):
     spec = load_spec(Path(__file__).parents[1] / "configs" / "sweeps" / name)
     runs = spec.runs(DemoSetup().overrides(Path("cache")) if spec.is_demo else None)
     validate_runs(spec, runs)
-    expected = {"regime.yaml": 28, "replication.yaml": 45}
+    expected = {"regime.yaml": 28, "replication.yaml": 45, "recheck.yaml": 9}
     assert len(runs) == expected[name]
+
+
+def test_the_recheck_spec_repeats_the_replication_on_other_seeds():
+    """configs/sweeps/recheck.yaml says it copies replication.yaml's setting: hold it to that."""
+    root = Path(__file__).parents[1] / "configs" / "sweeps"
+    replication, recheck = load_spec(root / "replication.yaml"), load_spec(root / "recheck.yaml")
+    assert recheck.overrides == replication.overrides and recheck.base == replication.base
+    assert all(recheck.groups[g] == replication.groups[g] for g in recheck.groups)
+    assert not set(recheck.seeds) & set(replication.seeds)
