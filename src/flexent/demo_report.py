@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from flexent.report.summary import markdown_table
 from flexent.sweep.report import FRACTIONS, ArmResult, collect, training_order
+from flexent.sweep.stats import mean_interval, ratio_interval
 
 # figures of the sweep report shown in the summary, in this order; of two alternatives the
 # first one present (the exact first-order term when the runs log it)
@@ -22,8 +22,9 @@ FIGURES = (
 
 
 def _fmt(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
-    finite = [v for v in values if not math.isnan(v)]
-    return f"{scale * sum(finite) / len(finite):.{digits}f}" if finite else ""
+    """The seed mean (NaNs left out) without its interval: the demo has one seed."""
+    mean = mean_interval(values).value
+    return "" if math.isnan(mean) else f"{scale * mean:.{digits}f}"
 
 
 def _stages(arm: ArmResult) -> list[str]:
@@ -46,8 +47,7 @@ def _row(arm: ArmResult, stages: list[str], n: int) -> list[str]:
 
 
 def _examples(arm: ArmResult) -> list[str]:
-    path = arm.runs[0].path / "eval.json"
-    final = json.loads(path.read_text()).get("final", {}) if path.is_file() else {}
+    final = (arm.runs[0].train_eval or {}).get("final", {})  # eval.json, read by load_run
     return [
         f"- {arm.name}: `{e['prompt']}` -> `{e['completion']}`" for e in final.get("examples", [])
     ]
@@ -86,9 +86,8 @@ def write_summary(spec: Any, *, elapsed_s: float, command: str) -> Path:
         ratios = []
         for p in FRACTIONS:
             key = f"entropy@{int(100 * p)}%"
-            ours, theirs = arm.values.get(key, []), base.values.get(key, [])
-            if ours and theirs and sum(theirs) > 0:
-                ratio = (sum(ours) / len(ours)) / (sum(theirs) / len(theirs))
+            ratio = ratio_interval(arm.values.get(key, []), base.values.get(key, [])).value
+            if not math.isnan(ratio):
                 ratios.append(f"{int(100 * p)} %: {ratio:.2f}x")
         if ratios:
             lines += [
