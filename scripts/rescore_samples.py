@@ -19,17 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flexent.commands.eval import reward_params
 from flexent.evaluation.metrics import bootstrap_interval, pass_at_k
 from flexent.rewards.registry import get_reward, list_rewards
-
-
-def _param(text: str) -> tuple[str, Any]:
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--reward-param wants KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
 
 
 def read_samples(path: Path) -> list[dict[str, Any]]:
@@ -69,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("samples", type=Path, help="samples.jsonl written by flexent eval")
     p.add_argument("--reward", required=True, choices=list_rewards(), metavar="NAME")
-    p.add_argument("--reward-param", type=_param, action="append", default=[],
-                   metavar="KEY=VALUE")  # fmt: skip
+    p.add_argument("--reward-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument of the reward (YAML value), as in flexent eval")  # fmt: skip
     args = p.parse_args(argv)
     if not args.samples.is_file():
         p.error(f"samples file not found: {args.samples}")
-    reward = get_reward(args.reward, **dict(args.reward_param))
+    params = reward_params(args.reward_param)  # flexent eval's own parsing and errors
+    reward = get_reward(args.reward, **params)
     by_bench: dict[str, list[dict[str, Any]]] = {}
     for row in read_samples(args.samples):
         by_bench.setdefault(row["benchmark"], []).append(row)
@@ -89,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         lost = sum(b <= 0 < a for a, b in pairs)
         print(f"{bench} ({len(rows)} problems)")
         print(f"  as saved:  {_summary(saved)}")
-        print(f"  rescored:  {_summary(new)}  ({args.reward}, {dict(args.reward_param)})")
+        print(f"  rescored:  {_summary(new)}  ({args.reward}, {params})")
         print(f"  samples wrong -> right: {gained}, right -> wrong: {lost}")
     return 0
 
