@@ -92,10 +92,7 @@ def ratio_interval(num: Sequence[float], den: Sequence[float]) -> Interval:
         return Interval(value, math.nan, math.nan, n)
     ua = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a) / ma**2
     ub = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b) / mb**2
-    if ua + ub == 0:
-        return Interval(value, value, value, n)
-    df = (ua + ub) ** 2 / (ua**2 / (len(a) - 1) + ub**2 / (len(b) - 1))
-    half = t_quantile(max(1, int(df))) * math.sqrt(ua + ub)
+    half = _welch_half_width(ua, ub, len(a), len(b))
     return Interval(value, value * math.exp(-half), value * math.exp(half), n)
 
 
@@ -115,9 +112,14 @@ def diff_interval(a: Sequence[float], b: Sequence[float]) -> Interval:
         return Interval(ma - mb, math.nan, math.nan, n)
     va = sum((x - ma) ** 2 for x in xa) / (len(xa) - 1) / len(xa)
     vb = sum((x - mb) ** 2 for x in xb) / (len(xb) - 1) / len(xb)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return Interval(ma - mb, ma - mb, ma - mb, n)
-    df = (va + vb) ** 2 / (va**2 / (len(xa) - 1) + vb**2 / (len(xb) - 1))
-    half = t_quantile(max(1, int(df))) * se
+    half = _welch_half_width(va, vb, len(xa), len(xb))
     return Interval(ma - mb, ma - mb - half, ma - mb + half, n)
+
+
+def _welch_half_width(va: float, vb: float, na: int, nb: int) -> float:
+    """``t_df * sqrt(va + vb)`` for two squared standard errors ``va``, ``vb`` of samples of
+    sizes ``na``, ``nb`` (>= 2), with Welch-Satterthwaite ``df``; 0 when both are 0."""
+    if va + vb == 0:
+        return 0.0
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    return t_quantile(max(1, int(df))) * math.sqrt(va + vb)
