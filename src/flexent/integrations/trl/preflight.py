@@ -17,6 +17,7 @@ from typing import Any
 
 from flexent.config import ConfigError, FlexentConfig
 from flexent.errors import UserError
+from flexent.models import resolve_packaged
 
 # data.params keys for files and named benchmarks (procedural tasks take their own parameters)
 FILE_PARAMS = ("data_dir", "on_error")
@@ -133,7 +134,12 @@ def check_columns(reward: Any, rows: list[dict[str, Any]], key: str, source: str
 
 def check_model_path(path: str, gguf_file: str | None) -> None:
     """A local model path that does not exist (an absolute or relative path, a .gguf file, a
-    folder whose parent exists) fails here; anything else is treated as a hub name."""
+    folder whose parent exists) fails here, as does a packaged model (``pypi:...``) whose
+    package is not installed; anything else is treated as a hub name."""
+    try:
+        path = resolve_packaged(path)
+    except FileNotFoundError as err:
+        raise UserError(f"model.path: {err}") from None
     p = Path(os.path.expanduser(path))
     if p.exists():
         if gguf_file and p.is_dir() and not (p / gguf_file).is_file():
