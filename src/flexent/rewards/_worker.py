@@ -1,6 +1,6 @@
 """Worker process for :class:`flexent.rewards.timeout.WorkerPool` (``python -m`` entry point).
 
-Protocol on stdin/stdout: frames of an 8-byte big-endian length followed by a pickle.
+Protocol on stdin/stdout: :mod:`flexent.rewards._frames` (length-prefixed pickles).
 The parent sends ``(fn, args)``; the worker answers ``("ok", result)`` or
 ``("error", "Type: message")``. Modules named on the command line are imported (and their
 ``worker_warmup()`` run, if they define one) before the worker answers ``("ready", None)``, so
@@ -13,30 +13,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import pickle
-import struct
 import sys
-from typing import IO, Any
 
-_HEADER = struct.Struct(">Q")
-
-
-def send(stream: IO[bytes], obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
-    stream.flush()
-
-
-def recv(stream: IO[bytes]) -> Any:
-    """One frame, or ``None`` on end of stream."""
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    (size,) = _HEADER.unpack(header)
-    data = stream.read(size)
-    if len(data) < size:
-        return None
-    return pickle.loads(data)
+from flexent.rewards._frames import recv, send
 
 
 def main() -> None:

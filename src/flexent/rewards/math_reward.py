@@ -47,7 +47,7 @@ from flexent.rewards.extract import (
     strip_thousands,
 )
 from flexent.rewards.registry import register_reward
-from flexent.rewards.timeout import CheckTimeout, WorkerPool, run_with_timeout
+from flexent.rewards.timeout import CheckTimeout, WorkerPool, default_pool, run_with_timeout
 
 # Python code words that are no LaTeX math (``\lambda`` is: a backslash before the word).
 _CODE = re.compile(r"__|(?<![\\A-Za-z])(?:lambda|import|exec|eval|def|return)(?![A-Za-z])")
@@ -276,7 +276,9 @@ class MathReward(Reward):
             info["complexity"] = complexity._asdict()
             return RewardResult(0.0, {**info, "reason": "too_complex"})
         try:
-            ok = run_with_timeout(check_answer, (gold, pred), timeout=self.timeout, pool=self.pool)
+            # the shared pool's workers import this module (and math-verify, worker_warmup)
+            pool = self.pool if self.pool is not None else default_pool(preload=(__name__,))
+            ok = run_with_timeout(check_answer, (gold, pred), timeout=self.timeout, pool=pool)
         except CheckTimeout as e:
             return RewardResult(0.0, {**info, "reason": "timeout", "error": f"CheckTimeout: {e}"})
         except Exception as e:  # WorkerError (math-verify raised), WorkerDied

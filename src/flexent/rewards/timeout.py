@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flexent.rewards import _worker
+from flexent.rewards import _frames
 
 
 class CheckTimeout(Exception):
@@ -90,14 +90,14 @@ class _Worker:
         if not ready:
             raise CheckTimeout(f"timed out after {timeout} s (worker killed)")
         try:
-            return _worker.recv(self.proc.stdout)
+            return _frames.recv(self.proc.stdout)
         except Exception as e:  # a truncated frame from a dying worker
             raise WorkerDied(f"worker sent a broken reply: {e}") from e
 
     def call(self, fn: Callable[..., Any], args: Sequence[Any], timeout: float) -> Any:
         assert self.proc.stdin is not None
         try:
-            _worker.send(self.proc.stdin, (fn, tuple(args)))
+            _frames.send(self.proc.stdin, (fn, tuple(args)))
         except (BrokenPipeError, OSError) as e:
             raise WorkerDied(f"worker died: {e}") from e
         reply = self._wait(timeout)
@@ -200,15 +200,16 @@ class WorkerPool:
             w.kill()
 
 
-_DEFAULT: WorkerPool | None = None
-_DEFAULT_LOCK = threading.Lock()
+_SHARED: dict[tuple[str, ...], WorkerPool] = {}
+_SHARED_LOCK = threading.Lock()
 
 
-def default_pool() -> WorkerPool:
-    """The process-wide pool (preloads math-verify so its import never counts as check time)."""
-    global _DEFAULT
-    with _DEFAULT_LOCK:
-        if _DEFAULT is None:
-            _DEFAULT = WorkerPool(preload=("flexent.rewards.math_reward",))
-            atexit.register(_DEFAULT.close)
-        return _DEFAULT
+def default_pool(preload: Sequence[str] = ()) -> WorkerPool:
+    """The process-wide pool whose workers import the modules ``preload`` first (a caller names
+    its own module, so that its imports never count as check time), closed at exit."""
+    key = tuple(preload)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = pool = WorkerPool(preload=key)
+            atexit.register(pool.close)
+        return _SHARED[key]
