@@ -39,7 +39,8 @@ class Outcome:
 
 def run_state(run: RunSpec) -> str:
     """``done``, ``resume`` (a complete checkpoint) or ``fresh``."""
-    from flexent.integrations.trl.run import last_checkpoint
+    # (lazy: importing flexent.integrations.trl imports TRL, which --report-only never needs)
+    from flexent.integrations.trl.checkpoints import last_checkpoint
 
     status = read_status(run.run_dir)
     if status is not None and status.get("status") == "done":

@@ -17,6 +17,7 @@ from typing import Any
 
 from flexent.config import ConfigError, FlexentConfig
 from flexent.errors import UserError
+from flexent.integrations.trl.checkpoints import check_checkpoint, last_checkpoint
 from flexent.models import resolve_packaged
 
 # data.params keys for files and named benchmarks (procedural tasks take their own parameters)
@@ -39,8 +40,6 @@ class Plan:
 
 def preflight(cfg: FlexentConfig, *, resume: bool, allow_config_change: bool = False) -> Plan:
     """Check what can be checked without the model; raises :class:`UserError`."""
-    from flexent.integrations.trl.run import last_checkpoint
-
     run_dir = Path(cfg.output.dir)
     ckpt = last_checkpoint(run_dir) if run_dir.is_dir() else None
     if resume and ckpt is None:
@@ -153,18 +152,6 @@ def check_model_path(path: str, gguf_file: str | None) -> None:
     )
     if local or len(p.parts) > 2:
         raise UserError(f"model.path: {path} does not exist")
-
-
-def check_checkpoint(ckpt: Path) -> None:
-    """The checkpoint's JSON files parse (a torn write names the file and line)."""
-    from flexent.integrations.trl.trainer import STATE_FILE
-
-    for name in ("trainer_state.json", STATE_FILE):
-        path = ckpt / name
-        try:
-            json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
 
 
 def check_resume_config(cfg: FlexentConfig, saved: Path, *, allow: bool) -> None:

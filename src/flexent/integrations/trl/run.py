@@ -21,6 +21,7 @@ from typing import Any
 
 from flexent.config import FlexentConfig, entropy_control, save_config
 from flexent.errors import UserError
+from flexent.integrations.trl.checkpoints import checkpoint_step
 from flexent.integrations.trl.preflight import Plan, preflight
 
 
@@ -29,22 +30,6 @@ class RunResult:
     run_dir: Path
     global_step: int
     eval: dict[str, Any]
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete ``checkpoint-N`` (TRL's ``trainer_state.json`` and flexent's strategy
-    state both written): a run killed while saving leaves an incomplete one, which is skipped."""
-    from flexent.integrations.trl.trainer import STATE_FILE
-
-    steps = [
-        (int(p.name.split("-")[1]), p)
-        for p in run_dir.glob("checkpoint-*")
-        if p.is_dir()
-        and p.name.split("-")[1].isdigit()
-        and (p / "trainer_state.json").is_file()
-        and (p / STATE_FILE).is_file()
-    ]
-    return max(steps)[1] if steps else None
 
 
 def build_trainer(cfg: FlexentConfig, run_dir: Path, plan: Plan) -> Any:
@@ -225,11 +210,6 @@ def run_training(
         evals.run("final", trainer.model, trainer.processing_class, again=True)
     trainer.accelerator.wait_for_everyone()
     return RunResult(run_dir, int(trainer.state.global_step), evals.results)
-
-
-def checkpoint_step(ckpt: Path) -> int:
-    """``checkpoint-60`` -> 60."""
-    return int(ckpt.name.split("-")[1])
 
 
 class EvalLog:
