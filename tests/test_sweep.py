@@ -360,7 +360,7 @@ def test_committed_specs_expand_to_valid_runs(name):
     spec = load_spec(Path(__file__).parents[1] / "configs" / "sweeps" / name)
     runs = spec.runs(DemoSetup().overrides(Path("cache")) if spec.is_demo else None)
     validate_runs(spec, runs)
-    expected = {"regime.yaml": 28, "replication.yaml": 45, "recheck.yaml": 9}
+    expected = {"regime.yaml": 28, "replication.yaml": 45, "recheck.yaml": 9, "smollm2.yaml": 9}
     assert len(runs) == expected[name]
 
 
