@@ -1,4 +1,4 @@
-"""flexent.config: shipped configs load, bad configs fail naming the key."""
+"""flexent.config (+ TRL's trainer check): shipped configs load, bad configs fail naming the key."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 
 pytest.importorskip("trl")
 
-from flexent.config import ConfigError, load_config, save_config
+from flexent import config as neutral
+from flexent.config import ConfigError, save_config
+from flexent.integrations.trl.config import load_config
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 FILL = ["model.path=/m", "data.source=/d.jsonl", "evaluation.source=/t.jsonl"]
@@ -59,6 +61,14 @@ def _cfg(tmp_path, text):
 def test_bad_config_names_the_key(tmp_path, text, overrides, match):
     with pytest.raises(ConfigError, match=match):
         load_config(_cfg(tmp_path, text), overrides)
+
+
+def test_the_trainer_section_is_checked_by_the_engine(tmp_path):
+    """flexent.config imports no engine: its loader takes the engine's check of `trainer`."""
+    path, bad = _cfg(tmp_path, ""), ["trainer.lerning_rate=0.1"]
+    assert neutral.load_config(path, bad).trainer == {"lerning_rate": 0.1}
+    with pytest.raises(ConfigError, match=r"trainer\.lerning_rate \(override .*\) is not a TRL"):
+        load_config(path, bad)
 
 
 def test_missing_required_and_missing_file(tmp_path):

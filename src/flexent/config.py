@@ -2,8 +2,10 @@
 
 One dataclass per section; ``load_config(path, overrides)`` merges defaults, the YAML file and
 ``key.sub=value`` overrides, and validates everything in one place. Unknown keys and wrong
-types raise ``ConfigError`` naming the key (and the file). The ``trainer`` section holds TRL
-``GRPOConfig`` fields and is checked against ``GRPOConfig``'s own field list and types.
+types raise ``ConfigError`` naming the key (and the file). The ``trainer`` section holds the
+training engine's own fields (TRL ``GRPOConfig`` for ``flexent train``); this module imports
+no engine, so the engine checks that section through ``trainer_check``:
+:func:`flexent.integrations.trl.config.load_config` is ``load_config`` with TRL's check.
 Every key is documented in ``docs/training.md``.
 """
 
@@ -11,8 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import types
-import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,21 +163,27 @@ class FlexentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
-    trainer: dict[str, Any] = field(default_factory=dict)  # TRL GRPOConfig fields
+    trainer: dict[str, Any] = field(default_factory=dict)  # the engine's (TRL GRPOConfig fields)
     entropy_control: EntropyControlConfig = field(default_factory=EntropyControlConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
-# GRPOConfig fields flexent sets itself (from output.*), so they may not appear in `trainer`.
-MANAGED_TRAINER_KEYS = ("output_dir", "logging_dir", "resume_from_checkpoint")
 CHOICES = {"model.dtype": ("float32", "bfloat16", "float16", "auto")}
+
+# An engine's check of the `trainer` section: (section, " in FILE" or "") -> None, raising
+# ConfigError naming `trainer.<key>` and the file.
+TrainerCheck = Callable[[dict[str, Any], str], None]
 
 
 def load_config(
-    path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
+    path: str | Path | None,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    trainer_check: TrainerCheck | None = None,
 ) -> FlexentConfig:
-    """Defaults <- YAML file ``path`` (optional) <- dotted ``overrides`` -> validated config."""
+    """Defaults <- YAML file ``path`` (optional) <- dotted ``overrides`` -> validated config;
+    ``trainer_check`` validates the ``trainer`` section (the engine's fields)."""
     import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -205,7 +212,7 @@ def load_config(
         raise ConfigError(f"invalid YAML{where}: {err}") from None
     assert isinstance(obj, FlexentConfig)
     try:
-        validate(obj, where=where)
+        validate(obj, where=where, trainer_check=trainer_check)
     except ConfigError as err:
         raise ConfigError(_blame_override(str(err), where, overrides)) from None
     return obj
@@ -225,13 +232,16 @@ def _blame_override(message: str, where: str, overrides: list[str] | tuple[str, 
     return message
 
 
-def validate(cfg: FlexentConfig, *, where: str = "") -> None:
+def validate(
+    cfg: FlexentConfig, *, where: str = "", trainer_check: TrainerCheck | None = None
+) -> None:
     """Cross-field checks that a schema cannot express; raises ConfigError naming the key."""
     for key, choices in CHOICES.items():
         value = _get(cfg, key)
         if value not in choices:
             raise ConfigError(f"{key}{where} must be one of {list(choices)}, got {value!r}")
-    _validate_trainer(cfg.trainer, where)
+    if trainer_check is not None:
+        trainer_check(cfg.trainer, where)
     _validate_ranges(cfg, where)
     try:
         entropy_control(cfg)
@@ -299,53 +309,6 @@ def _get(cfg: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         cfg = getattr(cfg, part)
     return cfg
-
-
-def _validate_trainer(trainer: dict[str, Any], where: str) -> None:
-    from trl import GRPOConfig
-
-    known = {f.name: f for f in dataclasses.fields(GRPOConfig)}
-    hints = typing.get_type_hints(GRPOConfig)
-    for key, value in trainer.items():
-        if key in MANAGED_TRAINER_KEYS:
-            raise ConfigError(f"trainer.{key}{where} is set by flexent (see output.*); remove it")
-        if key not in known:
-            close = [k for k in known if key.lower() in k.lower()][:5]
-            hint = f"; similar: {close}" if close else ""
-            raise ConfigError(f"trainer.{key}{where} is not a TRL GRPOConfig field{hint}")
-        if not _type_ok(value, hints.get(key, Any)):
-            raise ConfigError(
-                f"trainer.{key}{where} must be {_type_name(hints.get(key))}, got {value!r}"
-            )
-
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    if hint is Any or hint is None:
-        return True
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin in (list, tuple):
-        return isinstance(value, (list, tuple))
-    if origin is dict:
-        return isinstance(value, dict)
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(hint, type):
-        if issubclass(hint, str) and hint is not str:  # str-valued enums (e.g. save_strategy)
-            return isinstance(value, str)
-        return isinstance(value, hint)
-    return True
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def save_config(cfg: FlexentConfig, path: str | Path) -> None:

@@ -264,7 +264,7 @@ def run_demo(
     threads: int | None = None, seed: int = 0,
 ) -> int:  # fmt: skip
     """Warm-up (cached), one GRPO run per arm, the comparison report and ``summary.md``."""
-    from flexent.config import load_config
+    from flexent.integrations.trl.config import load_config
     from flexent.sweep import validate_runs
     from flexent.sweep.report import write_sweep_report
     from flexent.sweep.runner import execute, log_path

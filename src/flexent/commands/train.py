@@ -45,8 +45,8 @@ def fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flexent.config import load_config
     from flexent.errors import UserError
+    from flexent.integrations.trl.config import load_config
 
     if args.threads is not None and args.threads < 1:
         return fail(f"--threads must be >= 1, got {args.threads}")

@@ -19,8 +19,9 @@ A spec (every key; docs/sweeps.md)::
 
 Without ``groups`` the arms are the grid's combinations; without ``grid`` they are the groups.
 Each run is an ordinary ``flexent train`` run directory ``<out>/<arm>/seed<s>``. Every run's
-config is built and validated (``flexent.config.load_config``) before anything runs, so an
-unknown key, an empty grid or an unknown strategy fails at once, naming the key.
+config is built and validated (``flexent.integrations.trl.config.load_config``, the config of
+``flexent train``) before anything runs, so an unknown key, an empty grid or an unknown
+strategy fails at once, naming the key.
 """
 
 from __future__ import annotations
@@ -173,7 +174,9 @@ def load_spec(path: str | Path, *, out: str | Path | None = None) -> SweepSpec:
 def validate_runs(spec: SweepSpec, runs: list[RunSpec]) -> None:
     """Build every run's config (without loading anything), so that a bad key or value fails
     before the first run starts; the message names the arm, the key and the spec file."""
-    from flexent.config import ConfigError, load_config
+    # (lazy: TRL and torch, which reading a spec never needs)
+    from flexent.config import ConfigError
+    from flexent.integrations.trl.config import load_config
 
     for run in runs:
         try:
