@@ -142,7 +142,7 @@ def bootstrap_model(cache: Path, b: Bootstrap) -> Path:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from flexent.models import build_char_tokenizer, build_tiny_qwen2
+    from flexent.models.tiny import build_char_tokenizer, build_tiny_qwen2
     from flexent.tasks.countdown import CountdownTask
 
     tokenizer = build_char_tokenizer(ALPHABET)

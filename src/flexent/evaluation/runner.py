@@ -145,7 +145,7 @@ def build_generator(
         return VLLMGenerator(model, sampling, dtype=dtype, trust_remote_code=trust_remote_code)
     import torch
 
-    from flexent.models import load_model_and_tokenizer
+    from flexent.models.loading import load_model_and_tokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = "float32" if dtype == "auto" and device == "cpu" else dtype

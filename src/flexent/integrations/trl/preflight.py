@@ -18,7 +18,7 @@ from typing import Any
 from flexent.config import ConfigError, FlexentConfig
 from flexent.errors import UserError
 from flexent.integrations.trl.checkpoints import check_checkpoint, last_checkpoint
-from flexent.models import resolve_packaged
+from flexent.models.packaged import resolve_packaged
 
 # data.params keys for files and named benchmarks (procedural tasks take their own parameters)
 FILE_PARAMS = ("data_dir", "on_error")

@@ -74,7 +74,7 @@ def build_trainer(cfg: FlexentConfig, run_dir: Path, plan: Plan) -> Any:
 
 
 def _load_model(cfg: FlexentConfig) -> tuple[Any, Any]:
-    from flexent.models import load_model_and_tokenizer
+    from flexent.models.loading import load_model_and_tokenizer
 
     m = cfg.model
     try:
@@ -203,7 +203,7 @@ def run_training(
     if cfg.output.save_final_model:
         trainer.save_model(str(run_dir / "final"))
         if main and cfg.model.lora.enabled:
-            from flexent.models import write_lora_base
+            from flexent.models.lora import write_lora_base
 
             write_lora_base(run_dir / "final", cfg.model.path, cfg.model.gguf_file)
     if main and cfg.evaluation.enabled:
