@@ -54,7 +54,8 @@ MODELS = {
         "HuggingFaceTB/SmolLM2-135M-Instruct); configs/smollm2_arithmetic_cpu.yaml's GGUF",
     ),
     "flexent demo model": Model(
-        64, "src/flexent/demo.py bootstrap_model: build_tiny_qwen2(max_position_embeddings=64)"
+        64,
+        "src/flexent/demo/setup.py bootstrap_model: build_tiny_qwen2(max_position_embeddings=64)",
     ),
 }
 
@@ -89,7 +90,7 @@ def paper_models() -> dict[str, str]:
 
 
 def test_model_table_matches_the_code():
-    demo = (ROOT / "src" / "flexent" / "demo.py").read_text()
+    demo = (ROOT / "src" / "flexent" / "demo" / "setup.py").read_text()
     assert "max_position_embeddings=64" in demo
     common = (RECIPES / "common.sh").read_text()  # the recipe's own up-front check
     for hub_id in paper_models().values():

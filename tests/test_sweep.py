@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+import flexent.demo  # noqa: F401  (registers `base: demo`)
 from flexent.sweep import SpecError, load_spec, validate_runs
-from flexent.sweep.report import window_mean
+from flexent.sweep.results import window_mean
 from flexent.sweep.stats import diff_interval, mean_interval, ratio_interval
 
 BASE = """
@@ -102,6 +103,39 @@ def test_a_grid_axis_sets_several_keys_together(tmp_path):
 def test_demo_bootstrap_takes_the_warm_up_settings(tmp_path):
     spec = load_spec(write(tmp_path, "base: demo\nbootstrap: {sft_epochs: 5.0, n_train: 500}\n"))
     assert spec.bootstrap == {"sft_epochs": 5.0, "n_train": 500}
+
+
+def test_a_named_base_is_whatever_registered_it(tmp_path, monkeypatch):
+    """The sweep imports no base's module: `base: NAME` is the config and setup registered
+    under NAME (the demo registers `demo`)."""
+    from dataclasses import dataclass
+
+    from flexent.sweep import NamedBase, bases
+
+    @dataclass
+    class Toy:
+        size: int = 1
+
+        def overrides(self, cache: Path) -> dict[str, str]:
+            return {"data.source": str(cache / f"toy{self.size}.jsonl")}
+
+        def prepared(self, cache: Path) -> bool:
+            return False
+
+        def prepare(self, cache: Path) -> dict[str, str]:
+            return self.overrides(cache)
+
+    path = write(tmp_path, "base: toy\nbootstrap: {size: 3}\n")
+    monkeypatch.setitem(bases._BASES, "toy", NamedBase(tmp_path / "base.yaml", lambda d: Toy(**d)))
+    spec = load_spec(path)
+    assert spec.base_config() == tmp_path / "base.yaml" and spec.setup() == Toy(3)
+    assert (
+        spec.runs(spec.setup().overrides(Path("c")))[0].overrides[0] == "data.source=c/toy3.jsonl"
+    )
+    with pytest.raises(SpecError, match=r"\['data.source'\] are set by base: toy"):
+        load_spec(write(tmp_path, "base: toy\noverrides: {data.source: x}\n"))
+    with pytest.raises(SpecError, match=r"bootstrap: .*unexpected keyword argument 'sise'"):
+        load_spec(write(tmp_path, "base: toy\nbootstrap: {sise: 3}\n"))
 
 
 def test_grid_alone_names_arms_by_values(tmp_path):
@@ -355,10 +389,9 @@ def _rm(path: Path) -> None:
 def test_committed_specs_expand_to_valid_runs(name):
     """The study specs of docs/replication.md: every run's config builds (no model needed)."""
     pytest.importorskip("trl")
-    from flexent.demo import DemoSetup
-
     spec = load_spec(Path(__file__).parents[1] / "configs" / "sweeps" / name)
-    runs = spec.runs(DemoSetup().overrides(Path("cache")) if spec.is_demo else None)
+    setup = spec.setup()
+    runs = spec.runs(setup.overrides(Path("cache")) if setup else None)
     validate_runs(spec, runs)
     expected = {"regime.yaml": 28, "replication.yaml": 45, "recheck.yaml": 9, "smollm2.yaml": 9}
     assert len(runs) == expected[name]

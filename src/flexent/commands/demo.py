@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flexent.demo import ARMS, PRESETS
+from flexent.demo import ARMS, PRESETS, parse_arms, run_demo
+from flexent.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flexent.demo import parse_arms, run_demo
-    from flexent.errors import UserError
-
     if args.threads is not None and args.threads < 1:
         print(f"flexent demo: --threads must be >= 1, got {args.threads}", file=sys.stderr)
         return 2

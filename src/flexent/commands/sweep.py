@@ -6,12 +6,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from flexent.demo import DemoSetup
-    from flexent.sweep import RunSpec, SweepSpec
-    from flexent.sweep.runner import Outcome
+import flexent.demo  # noqa: F401  (registers `base: demo` with the sweep)
+from flexent.report import load_run
+from flexent.sweep import (
+    RunSpec,
+    Setup,
+    SpecError,
+    SweepSpec,
+    base_names,
+    load_spec,
+    validate_runs,
+)
+from flexent.sweep.compare import write_sweep_report
+from flexent.sweep.results import run_values
+from flexent.sweep.runner import Outcome, execute, run_state, shell_line, train_command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,15 +65,13 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flexent.sweep import SpecError, load_spec, validate_runs
-
     if args.jobs < 1:
         return _fail(f"--jobs must be >= 1, got {args.jobs}")
     if args.threads is not None and args.threads < 1:
         return _fail(f"--threads must be >= 1, got {args.threads}")
     try:
         spec = load_spec(args.spec, out=args.out)
-        setup = _demo_setup(spec)
+        setup = spec.setup()
         runs = spec.runs(setup.overrides(_cache(spec)) if setup else None)
         validate_runs(spec, runs)
     except SpecError as err:
@@ -83,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
             )
             return 0
     elif args.prepare:
-        return _fail("--prepare is for base: demo (a flexent train config needs no preparation)")
+        names = " or ".join(base_names())
+        return _fail(
+            f"--prepare is for base: {names} (a flexent train config needs no preparation)"
+        )
     Path(spec.out).mkdir(parents=True, exist_ok=True)
     failed = _execute(spec, runs, args.jobs, args.threads)
     code = _report(spec)
@@ -91,27 +101,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _cache(spec: SweepSpec) -> Path:
-    """The demo setup's cache: beside the sweep directory's parent, like ``flexent demo``'s."""
+    """A named base's cache: beside the sweep directory's parent, like ``flexent demo``'s."""
     return spec.out.parent / ".flexent-cache"
 
 
-def _demo_setup(spec: SweepSpec) -> DemoSetup | None:
-    from flexent.demo import DemoSetup
-    from flexent.sweep import SpecError
-
-    if not spec.is_demo:
-        return None
-    try:
-        return DemoSetup.from_dict(spec.bootstrap)
-    except (ValueError, TypeError) as err:
-        raise SpecError(f"{spec.path}: bootstrap: {err}") from None
-
-
-def _dry_run(
-    spec: SweepSpec, runs: list[RunSpec], setup: DemoSetup | None, threads: int | None
-) -> int:
-    from flexent.sweep.runner import run_state, shell_line, train_command
-
+def _dry_run(spec: SweepSpec, runs: list[RunSpec], setup: Setup | None, threads: int | None) -> int:
     if setup is not None and not setup.prepared(_cache(spec)):
         print(f"# first build the warm-up model and prompts: flexent sweep {spec.path} --prepare")
     for run in runs:
@@ -126,8 +120,6 @@ def _dry_run(
 
 def _execute(spec: SweepSpec, runs: list[RunSpec], jobs: int, threads: int | None) -> int:
     from tqdm.auto import tqdm
-
-    from flexent.sweep.runner import execute
 
     failed = 0
     with tqdm(total=len(runs), desc=f"sweep {spec.name}", unit="run", file=sys.stderr) as bar:
@@ -145,9 +137,6 @@ def _execute(spec: SweepSpec, runs: list[RunSpec], jobs: int, threads: int | Non
 
 def _line(outcome: Outcome) -> str:
     """One line per finished run: name, wall time, final entropy, reward, held-out accuracy."""
-    from flexent.report import load_run
-    from flexent.sweep.report import run_values
-
     name = outcome.run.name
     if outcome.status == "failed":
         return f"FAILED {name} after {outcome.wall_s:.0f} s ({outcome.message})"
@@ -165,8 +154,6 @@ def _report(
     spec: SweepSpec, arms: list[str] | None = None, out: str | None = None,
     baseline: str | None = None,
 ) -> int:  # fmt: skip
-    from flexent.sweep.report import write_sweep_report
-
     try:
         path = write_sweep_report(spec, Path(out) if out else None, arms=arms, baseline=baseline)
     except ValueError as err:

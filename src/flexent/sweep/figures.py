@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flexent.report.figures import FIGURES, STEP_LABEL, FigureSpec, Panel, draw_grid, pass_at_k_axes
-
-if TYPE_CHECKING:
-    from flexent.sweep.report import ArmResult
+from flexent.sweep.results import ArmResult, training_order
 
 
 def smooth(values: Sequence[float], width: int) -> list[float]:
@@ -76,8 +74,6 @@ def _figure(spec: FigureSpec, arms: Sequence[ArmResult], out: Path) -> Path | No
 
 
 def _pass_at_k(arms: Sequence[ArmResult], out: Path) -> Path | None:
-    from flexent.sweep.report import training_order  # (report imports this module)
-
     stages = training_order(k.split(" ")[0] for a in arms for k in a.values if " pass@" in k)
     if not stages:
         return None

@@ -3,9 +3,11 @@
 A spec (every key; docs/sweeps.md)::
 
     name: regime              # default: the spec file's stem
-    base: demo                # "demo" (the demo's setup and its cached warm-up model) or a
-                              # flexent train YAML (a path, relative to the spec file)
-    bootstrap: {n_numbers: 3} # base demo only: flexent.demo.Bootstrap fields (task, model)
+    base: demo                # a named base (:mod:`.bases`; "demo": the demo's setup and its
+                              # cached warm-up model) or a flexent train YAML (a path,
+                              # relative to the spec file)
+    bootstrap: {n_numbers: 3} # named base only: its setup's settings (demo: the
+                              # flexent.demo.Bootstrap fields, task and model)
     out: runs/sweeps/regime   # default: runs/sweeps/<name>
     overrides: {trainer.max_steps: 200}           # every run: dotted key -> one value
     groups:                   # the arms: name -> {dotted key: one value}
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from flexent.errors import UserError
+from flexent.sweep.bases import NamedBase, Setup, base_names, named_base
 
 SPEC_KEYS = ("name", "base", "bootstrap", "out", "overrides", "groups", "grid", "seeds", "baseline")
 
@@ -83,15 +86,24 @@ class SweepSpec:
     baseline: str | None = None
 
     @property
-    def is_demo(self) -> bool:
-        return self.base == "demo"
+    def named(self) -> NamedBase | None:
+        """The registered base ``base`` names (``demo``), or None for a train YAML."""
+        return named_base(self.base)
+
+    def setup(self) -> Setup | None:
+        """The named base's setup, built from ``bootstrap`` (None for a train YAML); a bad
+        ``bootstrap`` key is a :class:`SpecError`."""
+        if self.named is None:
+            return None
+        try:
+            return self.named.setup(self.bootstrap)
+        except (TypeError, ValueError) as err:
+            raise SpecError(f"{self.path}: bootstrap: {err}") from None
 
     def base_config(self) -> Path:
         """The flexent train YAML every run starts from."""
-        if self.is_demo:
-            from flexent.demo import CONFIG
-
-            return CONFIG
+        if self.named is not None:
+            return self.named.config
         path = Path(self.base)
         return path if path.is_absolute() else self.path.parent / path
 
@@ -121,8 +133,9 @@ class SweepSpec:
         return "__".join(p for p in (self.baseline, arm.cell) if p)
 
     def runs(self, setup: Mapping[str, str] | None = None) -> list[RunSpec]:
-        """Every (arm, seed) run with its overrides; ``setup`` holds the demo's prepared paths
-        (``model.path``, ``data.source``, ``evaluation.source``) for ``base: demo``."""
+        """Every (arm, seed) run with its overrides; ``setup`` holds a named base's prepared
+        paths (:meth:`Setup.overrides`; the demo's ``model.path``, ``data.source``,
+        ``evaluation.source``)."""
         out = []
         for arm in self.arms():
             for seed in self.seeds:
@@ -163,7 +176,7 @@ def load_spec(path: str | Path, *, out: str | Path | None = None) -> SweepSpec:
         seeds=_seeds(path, raw.get("seeds", [0])),
         baseline=raw.get("baseline"),
     )
-    _check_demo_keys(spec)
+    _check_named_base(spec)
     names = list(spec.groups) if spec.groups else [a.name for a in spec.arms()]
     if spec.baseline is not None and spec.baseline not in names:
         what = "group" if spec.groups else "arm"
@@ -192,14 +205,17 @@ def _name(path: Path, value: Any) -> str:
 
 
 def _base(path: Path, value: Any) -> str:
+    names = " or ".join(repr(n) for n in base_names())
     if value is None:
-        raise SpecError(f"{path}: base is required: 'demo' or a flexent train YAML file")
+        raise SpecError(f"{path}: base is required: {names or 'a named base'} or a flexent "
+                        "train YAML file")  # fmt: skip
     if not isinstance(value, str):
-        raise SpecError(f"{path}: base must be 'demo' or a path, got {value!r}")
-    if value != "demo":
+        raise SpecError(f"{path}: base must be {names or 'a named base'} or a path, got {value!r}")
+    if named_base(value) is None:
         file = Path(value) if Path(value).is_absolute() else path.parent / value
         if not file.is_file():
-            raise SpecError(f"{path}: base config not found: {file}")
+            known = f" (named bases: {names})" if names else " (no named base is registered)"
+            raise SpecError(f"{path}: base config not found: {file}{known}")
     return value
 
 
@@ -262,22 +278,18 @@ def _seeds(path: Path, value: Any) -> list[int]:
     return list(value)
 
 
-def _check_demo_keys(spec: SweepSpec) -> None:
-    if not spec.is_demo:
+def _check_named_base(spec: SweepSpec) -> None:
+    setup = spec.setup()  # a bad bootstrap key fails here
+    if setup is None:
         if spec.bootstrap:
-            raise SpecError(f"{spec.path}: bootstrap is only for base: demo")
+            names = " or ".join(base_names()) or "a named base"
+            raise SpecError(f"{spec.path}: bootstrap is only for base: {names}")
         return
-    from flexent.demo import DemoSetup
-
-    try:
-        DemoSetup.from_dict(spec.bootstrap)
-    except (TypeError, ValueError) as err:
-        raise SpecError(f"{spec.path}: bootstrap: {err}") from None
-    managed = {"model.path", "data.source", "evaluation.source"}
+    managed = set(setup.overrides(Path()))  # the keys it fills (the paths do not matter here)
     for where, overrides in [("overrides", spec.overrides), *spec.groups.items()]:
         clash = sorted(managed & set(overrides))
         if clash:
-            raise SpecError(f"{spec.path}: {where}: {clash} are set by base: demo")
+            raise SpecError(f"{spec.path}: {where}: {clash} are set by base: {spec.base}")
 
 
 def _label(key: str, value: Any) -> str:
