@@ -10,7 +10,10 @@ fallback). Importing it
 - registers the trainer mode ``flexent_sync`` (verl's sync v1 trainer that delivers the
   training step and the rollout entropy to the loss, and checkpoints the strategy state),
   when verl's v1 trainer is importable (it needs the ``TransferQueue`` package);
-- exports :class:`FlexentPolicyLossConfig`, the ``_target_`` of ``actor.policy_loss``.
+- exports :class:`FlexentPolicyLossConfig`, the ``_target_`` of ``actor.policy_loss``;
+- with a trl that lacks the class verl's model build imports (trl >= 1.0, e.g. in
+  ``flexent[trl,verl]``), makes verl's trl probe false so that verl can build the actor
+  (:mod:`flexent.integrations.verl.compat`; verl is untouched otherwise).
 
 Nothing here is imported by flexent's core modules.
 """
@@ -21,6 +24,7 @@ import importlib.util
 
 import verl  # noqa: F401  (first: verl finishes its own init, plugin loading included)
 
+from flexent.integrations.verl.compat import patch_trl_probe
 from flexent.integrations.verl.config import (
     FlexentPolicyLossConfig,
     check_registered,
@@ -30,6 +34,7 @@ from flexent.integrations.verl.controller import StepController
 from flexent.integrations.verl.loss import FlexentActorLoss, register_all
 
 REGISTERED_LOSSES = register_all()
+TRL_PROBE_PATCHED = patch_trl_probe()
 
 if importlib.util.find_spec("transfer_queue") is not None:
     from flexent.integrations.verl.trainer import TRAINER_MODE, FlexentPPOTrainer
@@ -39,6 +44,7 @@ else:  # verl's v1 trainer cannot run here either; the losses still work with ot
 __all__ = [
     "REGISTERED_LOSSES",
     "TRAINER_MODE",
+    "TRL_PROBE_PATCHED",
     "FlexentActorLoss",
     "FlexentPPOTrainer",
     "FlexentPolicyLossConfig",
