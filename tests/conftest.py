@@ -1,5 +1,7 @@
 """Shared fixtures. ``v``: verl's modules (imported once per session, verl takes many seconds to
-import) and a composer for verl's real Hydra ``ppo_trainer`` config; skipped without verl."""
+import) and a composer for verl's real Hydra ``ppo_trainer`` config; skipped without verl.
+``tiny`` / ``tiny_model_dir``: the 1-layer char-level Qwen2 of :func:`tiny_support.tiny_model`
+(default alphabet), in memory and saved."""
 
 from __future__ import annotations
 
@@ -7,6 +9,20 @@ import os
 import types
 
 import pytest
+
+from tiny_support import save_tiny_model, tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """``(model, tokenizer)`` of the tiny Qwen2, once per test module (tests only read it)."""
+    return tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The tiny Qwen2 and its tokenizer saved once per session (tests only read it)."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_model"), alphabet=None)
 
 
 @pytest.fixture(scope="session")

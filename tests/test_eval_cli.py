@@ -9,18 +9,13 @@ from pathlib import Path
 import pytest
 
 from flexent.cli import main
-from flexent.models import build_char_tokenizer, build_tiny_qwen2
 
 FIXTURE = Path(__file__).parent / "fixtures" / "eval_tiny.jsonl"
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_model")
-    tok = build_char_tokenizer()
-    build_tiny_qwen2(tok, hidden_size=32, num_layers=1, num_heads=2).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+@pytest.fixture
+def model_dir(tiny_model_dir):
+    return tiny_model_dir  # conftest.py: the tiny Qwen2, saved once
 
 
 def _eval(model_dir: Path, out: Path, *extra: str) -> dict:

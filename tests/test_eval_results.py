@@ -17,7 +17,7 @@ from flexent.evaluation.results import (
     score_problem,
     write_results,
 )
-from flexent.models import build_char_tokenizer, build_tiny_qwen2
+from flexent.models import build_char_tokenizer
 
 
 @dataclass
@@ -135,12 +135,6 @@ def test_sampling_config_validation():
         SamplingConfig(temperature=-1.0)
     with pytest.raises(ValueError, match="max_new_tokens"):
         SamplingConfig(max_new_tokens=0)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    tok = build_char_tokenizer()
-    return build_tiny_qwen2(tok, hidden_size=32, num_layers=1, num_heads=2), tok
 
 
 def test_render_prompt(tiny):

@@ -14,6 +14,7 @@ import flexent.demo  # noqa: F401  (registers `base: demo`)
 from flexent.sweep import SpecError, load_spec, validate_runs
 from flexent.sweep.results import window_mean
 from flexent.sweep.stats import diff_interval, mean_interval, ratio_interval
+from tiny_support import save_tiny_model
 
 BASE = """
 model: {path: some/model}
@@ -260,12 +261,7 @@ def broken(completions, **kwargs):
 def tiny_sweep(tmp_path, monkeypatch):
     """A base config on a tiny offline Qwen2 and a 2 arms x 2 seeds spec (2 steps per run)."""
     pytest.importorskip("trl")
-    from flexent.models import build_char_tokenizer, build_tiny_qwen2
-
-    tokenizer = build_char_tokenizer("0123456789+-*/=() ")
-    model = build_tiny_qwen2(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
-    model.save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
+    save_tiny_model(tmp_path / "model", alphabet="0123456789+-*/=() ")
     (tmp_path / "sweep_rewards.py").write_text(REWARDS)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # the runs are subprocesses
     monkeypatch.syspath_prepend(str(tmp_path))
