@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from flexent import __version__
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("flexent.commands.train", "GRPO training with entropy control (TRL)."),
@@ -35,8 +37,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flexent import __version__
-
     parser = argparse.ArgumentParser(
         prog="flexent",
         description="Flexible entropy control for RLVR on language models.",

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flexent.errors import UserError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="model directory, .gguf file or hub name")
@@ -136,8 +138,6 @@ def run(args: argparse.Namespace) -> int:
     """Check everything that needs no model (output folder, flags, benchmarks, rewards and
     their columns), load the model, then generate benchmark by benchmark, appending every
     scored problem to ``samples.jsonl`` as it goes."""
-    from flexent.errors import UserError
-
     try:
         checked = _check(args)
     except (UserError, SystemExit) as err:
@@ -149,7 +149,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> tuple[Any, list[int] | None, dict[str, Any], list[Any]]:
-    from flexent.errors import UserError
     from flexent.evaluation.generation import SamplingConfig
     from flexent.evaluation.runner import load_benchmarks
 
@@ -180,7 +179,6 @@ def _check(args: argparse.Namespace) -> tuple[Any, list[int] | None, dict[str, A
 
 
 def _reward(bench: Any, params: dict[str, Any]) -> Any:
-    from flexent.errors import UserError
     from flexent.rewards import get_reward
 
     try:
@@ -210,7 +208,6 @@ def _evaluate(
     from tqdm.auto import tqdm
 
     from flexent.data import TASKS
-    from flexent.errors import UserError
     from flexent.evaluation.metrics import default_ks
     from flexent.evaluation.results import build_results, results_table, write_results
     from flexent.evaluation.runner import build_generator, load_benchmarks, run_benchmark

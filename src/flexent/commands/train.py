@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from flexent.errors import UserError
+
 # `flexent train CFG --resume key=value`: overrides may follow the flags (cli.main)
 TRAILING_OVERRIDES = True
 
@@ -45,7 +47,6 @@ def fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flexent.errors import UserError
     from flexent.integrations.trl.config import load_config
 
     if args.threads is not None and args.threads < 1:

@@ -13,8 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flexent.evaluation.generation import Generator, SamplingConfig
+from flexent.data import BOXED_INSTRUCTION, TASKS, load_prompts
+from flexent.errors import UserError
+from flexent.evaluation.generation import (
+    Generator,
+    SamplingConfig,
+    TransformersGenerator,
+    VLLMGenerator,
+    vllm_available,
+)
 from flexent.evaluation.results import ProblemResult, score_problem
+from flexent.models.loading import load_model_and_tokenizer
 
 # Procedural tasks have their own reward; every other benchmark is scored with `math`.
 TASK_REWARDS = {"countdown": "countdown", "arithmetic": "arithmetic"}
@@ -116,8 +125,6 @@ def pick_backend(name: str) -> str:
     present)."""
     if name != "auto":
         return name
-    from flexent.evaluation.generation import vllm_available
-
     if not vllm_available():
         return "transformers"
     import torch
@@ -139,13 +146,9 @@ def build_generator(
     """A generation backend for ``model`` (a directory, .gguf file or hub name). The
     transformers backend loads the model on ``device`` (default cuda when available, else cpu;
     ``dtype="auto"`` on the CPU means float32)."""
-    from flexent.evaluation.generation import TransformersGenerator, VLLMGenerator
-
     if pick_backend(backend) == "vllm":
         return VLLMGenerator(model, sampling, dtype=dtype, trust_remote_code=trust_remote_code)
     import torch
-
-    from flexent.models.loading import load_model_and_tokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = "float32" if dtype == "auto" and device == "cpu" else dtype
@@ -172,9 +175,6 @@ def load_benchmarks(
     ``instruction`` is given (``""``: none). ``task_params`` go to the procedural tasks
     (``countdown``, ``arithmetic``) as in a training config's ``data.params``: ``seed`` is the
     task seed, the rest the task's constructor arguments; a bad one is a UserError."""
-    from flexent.data import BOXED_INSTRUCTION, TASKS, load_prompts
-    from flexent.errors import UserError
-
     params = dict(task_params or {})
     seed = params.pop("seed", 0)
     if task_params and not any(str(s) in TASKS for s in sources):

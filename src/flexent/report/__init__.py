@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flexent.evaluation.results import load_results
 from flexent.report.figures import FIGURES, plot_figure, plot_pass_at_k
 from flexent.report.runs import MetricsFormatError, Run, load_run, read_metrics
 from flexent.report.summary import write_report_md
@@ -40,8 +41,6 @@ def make_report(
     ``eval_results`` adds ``(label, results.json path)`` pairs to the pass@k figure, besides
     each run's own ``eval/results.json``.
     """
-    from flexent.evaluation.results import load_results
-
     if not run_dirs:
         raise ValueError("make_report: give at least one run directory")
     notes: list[str] = []

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flexent.errors import UserError
+from flexent.evaluation.results import load_results
 
 
 class MetricsFormatError(UserError):
@@ -138,8 +139,6 @@ def load_run(
     run_dir: str | Path, *, name: str | None = None, notes: list[str] | None = None
 ) -> Run:
     """Load a run directory; ``metrics.jsonl`` is required, the rest optional."""
-    from flexent.evaluation.results import load_results
-
     path = Path(run_dir)
     if not path.is_dir():
         raise FileNotFoundError(f"run directory not found: {path}")

@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from flexent.config import ConfigError, FlexentConfig
+from flexent.data import load_prompts
+from flexent.data.procedural import TASKS
 from flexent.errors import UserError
 from flexent.integrations.trl.checkpoints import check_checkpoint, last_checkpoint
 from flexent.models.packaged import resolve_packaged
+from flexent.rewards import get_reward
 
 # data.params keys for files and named benchmarks (procedural tasks take their own parameters)
 FILE_PARAMS = ("data_dir", "on_error")
@@ -65,8 +68,6 @@ def preflight(cfg: FlexentConfig, *, resume: bool, allow_config_change: bool = F
 
 
 def build_reward(cfg: FlexentConfig) -> Any:
-    from flexent.rewards import get_reward
-
     try:
         return get_reward(cfg.reward.name, **cfg.reward.params)
     except TypeError as err:  # an unknown keyword of the reward's constructor
@@ -77,9 +78,6 @@ def build_reward(cfg: FlexentConfig) -> Any:
 
 def load_rows(cfg: FlexentConfig, *, evaluation: bool) -> list[dict[str, Any]]:
     """The training (or held-out) prompts; an empty set or bad ``*.params`` is a UserError."""
-    from flexent.data import load_prompts
-    from flexent.data.procedural import TASKS
-
     d, e = cfg.data, cfg.evaluation
     section = "evaluation" if evaluation else "data"
     source = str((e.source or d.source) if evaluation else d.source)

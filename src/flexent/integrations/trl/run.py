@@ -21,8 +21,23 @@ from typing import Any
 
 from flexent.config import FlexentConfig, entropy_control, save_config
 from flexent.errors import UserError
+from flexent.evaluation import SamplingConfig, TransformersGenerator, default_ks
+from flexent.evaluation.generation import render_prompt
+from flexent.evaluation.results import benchmark_metrics
+from flexent.evaluation.runner import Benchmark, run_benchmark
+from flexent.integrations.trl.callbacks import (
+    MetricsJsonlCallback,
+    MidTrainingEval,
+    ProgressBarCallback,
+    RunTensorBoard,
+    truncate_metrics,
+)
 from flexent.integrations.trl.checkpoints import checkpoint_step
 from flexent.integrations.trl.preflight import Plan, preflight
+from flexent.integrations.trl.trainer import FlexentGRPOTrainer
+from flexent.models.loading import load_model_and_tokenizer
+from flexent.models.lora import write_lora_base
+from flexent.rewards import get_reward
 
 
 @dataclass
@@ -38,13 +53,6 @@ def build_trainer(cfg: FlexentConfig, run_dir: Path, plan: Plan) -> Any:
     from datasets import Dataset
     from transformers.trainer_callback import ProgressCallback
     from trl import GRPOConfig
-
-    from flexent.integrations.trl.callbacks import (
-        MetricsJsonlCallback,
-        ProgressBarCallback,
-        RunTensorBoard,
-    )
-    from flexent.integrations.trl.trainer import FlexentGRPOTrainer
 
     model, tokenizer = _load_model(cfg)
     trainer_kwargs = {"logging_steps": 1, "save_strategy": "steps", **trainer_defaults(cfg.trainer)}
@@ -74,8 +82,6 @@ def build_trainer(cfg: FlexentConfig, run_dir: Path, plan: Plan) -> Any:
 
 
 def _load_model(cfg: FlexentConfig) -> tuple[Any, Any]:
-    from flexent.models.loading import load_model_and_tokenizer
-
     m = cfg.model
     try:
         return load_model_and_tokenizer(
@@ -95,8 +101,6 @@ def warn_long_prompts(
     context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     if not isinstance(context, int):
         return
-    from flexent.evaluation.generation import render_prompt
-
     lengths = []
     for row in rows:
         text, templated = render_prompt(tokenizer, row["prompt"])
@@ -182,15 +186,11 @@ def run_training(
         if main and cfg.evaluation.enabled and cfg.evaluation.at_start:
             evals.run("start", trainer.model, trainer.processing_class)
         if main and cfg.evaluation.enabled and cfg.evaluation.steps:
-            from flexent.integrations.trl.callbacks import MidTrainingEval
-
             trainer.add_callback(MidTrainingEval(evals.run, cfg.evaluation.steps, trainer))
         trainer.accelerator.wait_for_everyone()
         started = True
         ckpt = plan.checkpoint
         if ckpt is not None and checkpoint_step(ckpt) >= int(trainer.args.max_steps):
-            from flexent.integrations.trl.callbacks import truncate_metrics
-
             trainer._load_from_checkpoint(str(ckpt))  # finished: weights only, no further step
             trainer.state.global_step = checkpoint_step(ckpt)
             truncate_metrics(run_dir / "metrics.jsonl", trainer.state.global_step)
@@ -203,8 +203,6 @@ def run_training(
     if cfg.output.save_final_model:
         trainer.save_model(str(run_dir / "final"))
         if main and cfg.model.lora.enabled:
-            from flexent.models.lora import write_lora_base
-
             write_lora_base(run_dir / "final", cfg.model.path, cfg.model.gguf_file)
     if main and cfg.evaluation.enabled:
         evals.run("final", trainer.model, trainer.processing_class, again=True)
@@ -238,11 +236,6 @@ def evaluate(
     """Held-out evaluation of the in-memory ``model`` with :mod:`flexent.evaluation` (the code
     of ``flexent eval``): ``accuracy`` (the first sample of each problem correct), ``mean_at_n``
     and ``metrics`` (mean@n, pass@k for k = 1, 2, 4, ..., n, maj@n), plus three examples."""
-    from flexent.evaluation import SamplingConfig, TransformersGenerator, default_ks
-    from flexent.evaluation.results import benchmark_metrics
-    from flexent.evaluation.runner import Benchmark, run_benchmark
-    from flexent.rewards import get_reward
-
     e = cfg.evaluation
     bench = Benchmark("held-out", str(e.source or cfg.data.source), rows, cfg.reward.name)
     sampling = SamplingConfig(
