@@ -47,6 +47,7 @@ def fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # (lazy: TRL and torch, which `flexent --help` never needs)
     from flexent.integrations.trl.config import load_config
 
     if args.threads is not None and args.threads < 1:

@@ -7,6 +7,8 @@ Mirrors :mod:`flexent.integrations.verl`:
 - :mod:`.loss`: the loss step (TRL 1.16's ``_compute_loss`` with a flexent loss).
 - :mod:`.metrics`: the per-step diagnostics written into TRL's metric store.
 - :mod:`.callbacks`: ``metrics.jsonl`` and the progress bar of ``flexent train``.
+- :mod:`.config`: the config of ``flexent train``, its ``trainer`` section checked against
+  TRL's ``GRPOConfig``.
 - :mod:`.preflight`: the checks of ``flexent train`` before the model loads.
 - :mod:`.checkpoints`: a run directory's checkpoints (which one ``--resume`` continues).
 - :mod:`.run`: one ``flexent train`` run, config -> run directory.
