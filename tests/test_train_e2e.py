@@ -86,7 +86,7 @@ def test_train_two_steps(setup):
     for name, value in after.items():
         assert not torch.equal(value, before[name]), f"{name} did not change"
     ckpt = json.loads((run / "checkpoint-2" / "flexent_state.json").read_text())
-    assert ckpt["weights"] == [0.5, 0.0] and ckpt["weights_step"] == 1
+    assert ckpt["weights"] == [0.5, 0.0] and ckpt["step"] == 1
 
 
 def test_resume_matches_uninterrupted_run(setup):

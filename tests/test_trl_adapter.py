@@ -259,12 +259,12 @@ def test_adaptive_entropy_coefficient_drives_the_bonus(tmp_path, tiny):
     trainer.state.max_steps = 10
     applied = []
     for step, h in enumerate((0.4, 0.9, 0.3)):
-        trainer.state.global_step, trainer.rollout_entropy = step, h
-        trainer._step_weights("train")
-        applied.append(trainer.step_entropy_coef())
+        trainer.state.global_step = step
+        trainer.controller.observe_entropy(h)
+        applied.append(trainer.step_control("train").entropy_coef)
     # H 0.4 <= 0.5: apply 0.1, c -> 0.15; H 0.9: apply 0, c -> 0.1; H 0.3: apply 0.1
     assert applied == pytest.approx([0.1, 0.0, 0.1])
-    state = trainer.flexent_state_dict()
+    state = trainer.controller.state_dict()
     assert state["adaptive_entropy"]["coef"] == pytest.approx(0.15)
 
 

@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent(
             self.rows = []
         def on_step_end(self, args, state, control, **kw):
             t = self.trainer
-            self.rows.append({"step": state.global_step, "weights": list(t._weights),
+            self.rows.append({"step": state.global_step, "weights": list(t.controller.weights),
                               "rollout_entropy": t.rollout_entropy,
                               "entropy_mean": t._metrics["train"]["entropy/mean"][-1],
                               "clip_frac": t._metrics["train"]["clip/frac"][-1]})

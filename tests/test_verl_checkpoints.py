@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -13,11 +14,22 @@ from verl_support import actor_config, batch
 
 
 def run(ctrl, steps, entropies):
+    """verl steps ``steps`` (from 1) through the driver's functions: observe, then the weights."""
+    from flexent.integrations.verl.step import observe_entropy, step_data
+
     out = []
     for s in steps:
-        ctrl.observe_entropy(s, entropies[s])
-        out.append(ctrl.weights(s))
+        observe_entropy(ctrl, s, entropies[s])
+        data = step_data(ctrl, s)
+        out.append((data["flexent_w_up"], data["flexent_w_low"]))
     return out
+
+
+def od(total_steps):
+    from flexent.control import EntropyControl
+    from flexent.integrations.verl.step import step_controller
+
+    return step_controller(EntropyControl(strategy="od"), total_steps=total_steps)
 
 
 def test_clip_cov_draws_resume_exactly(v):
@@ -76,29 +88,38 @@ def test_clip_cov_draws_resume_exactly(v):
 
 
 def test_strategy_state_resumes_exactly(tmp_path):
-    from flexent.integrations.verl.controller import STATE_FILE, StepController
-    from flexent.strategies import get_strategy
+    from flexent.control import LEGACY_STATE_FILE, STATE_FILE
 
     # entropy path that drives od through boost and suppress: H_init = 1.0, tau_low = 0.2
     H = {
         s: h
         for s, h in enumerate([0, 1.0, 0.6, 0.15, 0.3, 0.5, 0.9, 0.7, 0.18, 0.4, 0.95], start=0)
     }
-    straight = run(StepController(get_strategy("od", total_steps=10)), range(1, 11), H)
-    first = StepController(get_strategy("od", total_steps=10))
+    straight = run(od(10), range(1, 11), H)
+    first = od(10)
     head = run(first, range(1, 6), H)
     path = first.save(str(tmp_path / "global_step_5"))
     assert os.path.basename(path) == STATE_FILE
-    resumed = StepController(get_strategy("od", total_steps=10))
+    resumed = od(10)
     resumed.load(str(tmp_path / "global_step_5"))
     assert head + run(resumed, range(6, 11), H) == straight
     assert {(1.0, 0.0), (0.0, 1.0)} <= set(straight)  # both od states were visited
 
-    wrong = StepController(get_strategy("od", total_steps=20))
+    wrong = od(20)
     with pytest.raises(ValueError, match="total_steps"):
         wrong.load(str(tmp_path / "global_step_5"))
-    with pytest.raises(FileNotFoundError, match="no flexent strategy state"):
+    with pytest.raises(FileNotFoundError, match="not written by flexent"):
         resumed.load(str(tmp_path / "missing"))
+    # a checkpoint of the verl adapter before the shared format (flexent_strategy.json with the
+    # strategy state under "state") resumes the same schedule
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    saved = json.loads((tmp_path / "global_step_5" / STATE_FILE).read_text())
+    old = {k: saved[k] for k in ("strategy", "total_steps", "state")}
+    (legacy / LEGACY_STATE_FILE).write_text(json.dumps(old))
+    again = od(10)
+    again.load(str(legacy))
+    assert head + run(again, range(6, 11), H) == straight
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / STATE_FILE).write_text("{\n oops")
     with pytest.raises(ValueError, match="line 2"):
@@ -106,13 +127,13 @@ def test_strategy_state_resumes_exactly(tmp_path):
 
 
 def test_od_without_entropy_fails():
-    from flexent.integrations.verl.controller import StepController
-    from flexent.strategies import get_strategy
+    from flexent.control import EntropyControl
+    from flexent.integrations.verl.step import step_controller, step_data
 
     with pytest.raises(RuntimeError, match="bypass_mode"):
-        StepController(get_strategy("od", total_steps=10)).weights(1)
+        step_data(od(10), 1)
     # an open-loop strategy needs no entropy: did at k = 0 (verl step 1) has lambda = 1, so
     # w_up = 1 - lambda = 0; at k = 4 (step 5) phase I ends: w_up = 1 - (1 - 4/5) = 0.8
-    did = StepController(get_strategy("did", total_steps=10))
-    assert did.weights(1) == (0.0, 0.0)
-    assert did.weights(5) == pytest.approx((0.8, 0.0))
+    did = step_controller(EntropyControl(strategy="did"), total_steps=10)
+    assert step_data(did, 1)["flexent_w_up"] == 0.0
+    assert step_data(did, 5)["flexent_w_up"] == pytest.approx(0.8)

@@ -46,21 +46,21 @@ def ppo_loss_inputs(old, new, adv, mask, extra: dict):
 def test_step_reaches_loss_through_ppo_loss(v):
     """The id schedule over T = 10 verl steps: k = step - 1; w_up = 1 - k/5 in phase I, then
     w_low = 1 + lambda = 1 - (k - 5)/5. eps_high = w_up H(p) + (1 - w_up) 0.28 per token."""
-    from flexent.integrations.verl import FlexentActorLoss, FlexentPolicyLossConfig, StepController
+    from flexent.integrations.verl import FlexentActorLoss, FlexentPolicyLossConfig
+    from flexent.integrations.verl.step import step_controller, step_data
 
     cfg = actor_config(
         v, FlexentPolicyLossConfig(strategy="id", strategy_params={"total_steps": 10})
     )
-    ctrl = StepController(cfg.policy_loss.build_strategy(total_steps=10))
+    ctrl = step_controller(cfg.policy_loss.control(eps_std=(0.2, 0.28)), total_steps=10)
     loss_fn = FlexentActorLoss(cfg)
     old, new, adv, mask = batch(5)
     p = old.exp()
     h = ((1.5 / (1 + 0.25 * p)) - 1).clamp(0.05, 0.6)
     m_ = (1 - 0.7 / (1 - 0.13 * p)).clamp(0.05, 0.6)
     for step, w_up, w_low in [(1, 1.0, 0.0), (3, 0.6, 0.0), (6, 0.0, 0.0), (9, 0.0, 0.4)]:
-        got = ctrl.weights(step)
-        assert got == pytest.approx((w_up, w_low))
-        extra = {"flexent_step": step - 1, "flexent_w_up": got[0], "flexent_w_low": got[1]}
+        extra = step_data(ctrl, step)
+        assert (extra["flexent_w_up"], extra["flexent_w_low"]) == pytest.approx((w_up, w_low))
         model_output, data = ppo_loss_inputs(old, new, adv, mask, extra)
         _, metrics = loss_fn(model_output, data)
         eh = float((w_up * h + (1 - w_up) * 0.28)[mask].mean())
@@ -85,13 +85,13 @@ def test_step_dependent_strategy_without_trainer_fails(v):
 def test_trainer_update_actor_ships_weights(v):
     """FlexentPPOTrainer._update_actor on verl's real config, with a fake worker group that runs
     the installed loss the way verl's worker does (extra_info -> non-tensor data)."""
+    from flexent.control import EntropyControl
     from flexent.integrations.verl import (
         FlexentActorLoss,
         FlexentPolicyLossConfig,
         FlexentPPOTrainer,
     )
-    from flexent.integrations.verl.controller import StepController
-    from flexent.strategies import get_strategy
+    from flexent.integrations.verl.step import observe_entropy, step_controller
 
     conf = v.compose(["actor_rollout_ref.rollout.n=2"])
     cfg = actor_config(
@@ -110,8 +110,8 @@ def test_trainer_update_actor_ships_weights(v):
     trainer.trainer_mode = "flexent_sync"
     assert trainer.trainer_mode == "sync"  # verl's mode checks see the sync trainer
     trainer.config, trainer.actor_rollout_wg, trainer.global_steps = conf, FakeWG(), 1
-    trainer.flexent = StepController(get_strategy("od", total_steps=10))
-    trainer.flexent.observe_entropy(1, 1.0)  # s_0 = 0: suppress, (w_up, w_low) = (0, 1)
+    trainer.flexent = step_controller(EntropyControl(strategy="od"), total_steps=10)
+    observe_entropy(trainer.flexent, 1, 1.0)  # s_0 = 0: suppress, (w_up, w_low) = (0, 1)
     meta = types.SimpleNamespace(extra_info={})
     metrics: dict = {}
     trainer._update_actor(meta, metrics)
@@ -133,9 +133,9 @@ def test_strategy_sees_mean_token_entropy(v, monkeypatch):
     import transfer_queue as tq
     from tensordict import TensorDict
 
+    from flexent.control import EntropyControl
     from flexent.integrations.verl import FlexentPPOTrainer
-    from flexent.integrations.verl.controller import StepController
-    from flexent.strategies import get_strategy
+    from flexent.integrations.verl.step import step_controller, step_data, step_metrics
 
     lengths, P = [1, 4, 3], 2
     ent_rows = [torch.full((P + n,), float(h)) for n, h in zip(lengths, [1, 2, 3], strict=True)]
@@ -179,13 +179,13 @@ def test_strategy_sees_mean_token_entropy(v, monkeypatch):
         ]
     )
     trainer.actor_rollout_wg, trainer.global_steps = FakeWG(), 1
-    trainer.flexent = StepController(get_strategy("target", total_steps=10))
+    trainer.flexent = step_controller(EntropyControl(strategy="target"), total_steps=10)
     metrics: dict = {}
     trainer._compute_old_log_prob(meta, metrics)
     assert metrics["actor/entropy"] == pytest.approx(6.0)  # verl's own, length-scaled
     assert metrics["actor/entropy/mean"] == pytest.approx(2.25)
-    trainer.flexent.weights(1)
-    assert trainer.flexent.metrics()["actor/control/h_init"] == pytest.approx(2.25)
+    step_data(trainer.flexent, 1)
+    assert step_metrics(trainer.flexent)["actor/control/h_init"] == pytest.approx(2.25)
 
 
 def test_inert_clipping_is_detected(v):
@@ -270,24 +270,28 @@ def test_adaptive_entropy_bonus_reaches_the_loss(v):
     0, c -> 0.01; 0.2: apply 0.01. The loss is verl's ppo_loss minus coef * token-mean(H)."""
     from verl.workers.utils.losses import ppo_loss
 
-    from flexent.integrations.verl import FlexentActorLoss, FlexentPolicyLossConfig, StepController
+    from flexent.integrations.verl import FlexentActorLoss, FlexentPolicyLossConfig
+    from flexent.integrations.verl.step import (
+        observe_entropy,
+        step_controller,
+        step_data,
+        step_metrics,
+    )
 
     pl = FlexentPolicyLossConfig(
         strategy="static", entropy_coef=0.01,
         adaptive_entropy={"target": 0.5, "delta": 0.01, "min": 0.0, "max": 0.1},
     )  # fmt: skip
     cfg = actor_config(v, pl, calculate_entropy=True)
-    ctrl = StepController.from_policy_loss(pl, total_steps=10)
+    ctrl = step_controller(pl.control(eps_std=0.2), total_steps=10)
     old, new, adv, mask = batch(7)
     g = torch.Generator().manual_seed(1)
     ent = torch.rand(old.shape, generator=g, dtype=torch.float64) * 2
     token_mean = float((ent * mask).sum() / mask.sum())
     for step, rollout_h, applied in [(1, 0.3, 0.01), (2, 0.7, 0.0), (3, 0.2, 0.01)]:
-        ctrl.observe_entropy(step, rollout_h)
-        w_up, w_low = ctrl.weights(step)
-        assert ctrl.entropy_coef(step) == pytest.approx(applied)
-        extra = {"flexent_step": step - 1, "flexent_w_up": w_up, "flexent_w_low": w_low,
-                 "flexent_entropy_coef": ctrl.entropy_coef(step)}  # fmt: skip
+        observe_entropy(ctrl, step, rollout_h)
+        extra = step_data(ctrl, step)
+        assert extra["flexent_entropy_coef"] == pytest.approx(applied)
         model_output, data = ppo_loss_inputs(old, new, adv, mask, extra)
         model_output["entropy"] = _flat(ent)
         got, metrics = FlexentActorLoss(cfg)(model_output, data)
@@ -298,34 +302,36 @@ def test_adaptive_entropy_bonus_reaches_the_loss(v):
         if applied:  # logged when a bonus term is added
             bonus = metrics["actor/flexent/entropy_bonus"].aggregate()
             assert float(bonus) == pytest.approx(applied * token_mean, rel=1e-9)
-        assert ctrl.metrics()["actor/control/entropy_coef"] == pytest.approx(applied)
+        assert step_metrics(ctrl)["actor/control/entropy_coef"] == pytest.approx(applied)
     state = ctrl.state_dict()  # c = 0.02 after step 3
     assert state["adaptive_entropy"]["coef"] == pytest.approx(0.02)
-    again = StepController.from_policy_loss(pl, total_steps=10)
+    again = step_controller(pl.control(eps_std=0.2), total_steps=10)
     again.load_state_dict(state)
-    again.observe_entropy(4, 0.1)
-    assert again.entropy_coef(4) == pytest.approx(0.02)  # resumed, not restarted at c_0
+    observe_entropy(again, 4, 0.1)
+    assert step_data(again, 4)["flexent_entropy_coef"] == pytest.approx(0.02)  # not c_0
     plain_state = dict(state)
     del plain_state["adaptive_entropy"]
     with pytest.raises(ValueError, match="no adaptive entropy state"):
-        StepController.from_policy_loss(pl, total_steps=10).load_state_dict(plain_state)
+        step_controller(pl.control(eps_std=0.2), total_steps=10).load_state_dict(plain_state)
 
 
 def test_target_bonus_actuator_coefficient_is_delivered(v):
     """target with the bonus actuator: the strategy's own coefficient is the step's bonus."""
-    from flexent.integrations.verl import FlexentPolicyLossConfig, StepController
+    from flexent.integrations.verl import FlexentPolicyLossConfig
+    from flexent.integrations.verl.step import observe_entropy, step_controller, step_data
     from flexent.strategies import get_strategy
 
     params = {"target": 1.0, "actuator": "bonus", "bonus_max": 0.05, "total_steps": 10}
     pl = FlexentPolicyLossConfig(strategy="target", strategy_params=params)
     assert pl.uses_bonus
-    ctrl = StepController.from_policy_loss(pl, total_steps=10)
+    ctrl = step_controller(pl.control(eps_std=0.2), total_steps=10)
     reference = get_strategy("target", **params)  # the same controller, driven by hand
     for step, h in [(1, 1.0), (2, 0.6), (3, 0.4)]:
-        ctrl.observe_entropy(step, h)
+        observe_entropy(ctrl, step, h)
         reference.weights(step - 1, entropy=h)
-        assert ctrl.entropy_coef(step) == pytest.approx(reference.bonus_coef())
-    assert ctrl.entropy_coef(3) > 0  # entropy fell below H_init: the bonus acts
+        coef = step_data(ctrl, step)["flexent_entropy_coef"]
+        assert coef == pytest.approx(reference.bonus_coef())
+    assert coef > 0  # entropy fell below H_init: the bonus acts
 
 
 def test_flexent_bonus_settings_are_checked(v):

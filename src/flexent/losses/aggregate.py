@@ -21,6 +21,8 @@ def aggregate(
     mode: str = "token-mean",
     *,
     norm_const: float | None = None,
+    num_tokens: Tensor | float | None = None,
+    num_seqs: Tensor | float | None = None,
 ) -> Tensor:
     """Reduce ``per_token_loss`` ``[B, T]`` over ``mask`` ``[B, T]`` to a 0-dim tensor.
 
@@ -35,12 +37,18 @@ def aggregate(
       does not change with the batch's padding.
 
     Sequences with no valid token are excluded from the sequence means (as in verl).
+    ``num_tokens`` (token-mean) / ``num_seqs`` (the seq-* modes) replace the local counts in the
+    denominator, for engines that normalise by a larger batch than the one at hand: DAPO's
+    token count of the whole generation batch, or every sequence of the micro-batch, empty ones
+    included (TRL's ``grpo``, ``dr_grpo`` and ``luspo`` take the plain mean over sequences).
 
     >>> import torch
     >>> loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
     >>> mask = torch.tensor([[1, 1, 1], [1, 0, 0]]).bool()
     >>> [round(float(aggregate(loss, mask, m)), 4) for m in AGG_MODES]
     [2.5, 3.0, 5.0, 1.6667]
+    >>> round(float(aggregate(loss, mask, "seq-mean-token-sum", num_seqs=4)), 4)   # (6 + 4) / 4
+    2.5
     """
     if per_token_loss.shape != mask.shape or per_token_loss.dim() != 2:
         raise ValueError(
@@ -50,6 +58,8 @@ def aggregate(
     valid = mask if mask.dtype == torch.bool else mask != 0
     loss = torch.where(valid, per_token_loss, torch.zeros_like(per_token_loss))
     if mode == "token-mean":
+        if num_tokens is not None:
+            return loss.sum() / num_tokens
         return loss.sum() / valid.sum().clamp(min=1).to(loss.dtype)
     if mode not in AGG_MODES:
         raise ValueError(f"unknown aggregation mode {mode!r}; valid modes: {', '.join(AGG_MODES)}")
@@ -57,8 +67,9 @@ def aggregate(
     seq = loss.sum(-1)
     if mode == "seq-mean-token-mean":
         seq = seq / counts.clamp(min=1)
-    n_seq = (counts > 0).sum().clamp(min=1).to(loss.dtype)
-    out = seq.sum() / n_seq
+    if num_seqs is None:
+        num_seqs = (counts > 0).sum().clamp(min=1).to(loss.dtype)
+    out = seq.sum() / num_seqs
     if mode == "seq-mean-token-sum-norm":
         const = float(loss.shape[-1]) if norm_const is None else norm_const
         if isinstance(const, bool) or not isinstance(const, (int, float)):

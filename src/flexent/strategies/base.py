@@ -101,6 +101,14 @@ def check_entropy(entropy: Any, *, name: str = "entropy") -> float:
     return value
 
 
+# Defaults of the strategies' parameters, written once (docs/method.md §4): the phase ratio rho
+# of id / did and the target presets, od's floor H_min = h_min_ratio * H_init, and the number of
+# oscillation cycles of the target controller's od-shaped preset.
+PHASE_RATIO = 0.5
+H_MIN_RATIO = 0.2
+OD_CYCLES = 4
+
+
 class Strategy:
     """An entropy-control strategy: per training step, the mixing weights ``(w_up, w_low)``.
 
@@ -112,9 +120,11 @@ class Strategy:
 
     name: ClassVar[str] = ""
     # Traits the engine adapters read (never the strategy's name): the strategy observes the
-    # step's rollout entropy; its weights are the same at every step (no step delivery needed).
+    # step's rollout entropy; its weights are the same at every step (no step delivery needed);
+    # its weights are always (0, 0), i.e. the thresholds stay at eps_std (GRPO's clip).
     needs_entropy: ClassVar[bool] = False
     step_free: ClassVar[bool] = False
+    always_std: ClassVar[bool] = False
 
     def __init__(self, total_steps: int) -> None:
         self.total_steps = check_total_steps(total_steps)

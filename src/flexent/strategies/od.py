@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flexent.strategies.base import FeedbackStrategy, check_ratio, register_strategy
+from flexent.strategies.base import H_MIN_RATIO, FeedbackStrategy, check_ratio, register_strategy
 
 
 def od_thresholds(
-    step: int, total_steps: int, h_init: float, h_min_ratio: float = 0.2
+    step: int, total_steps: int, h_init: float, h_min_ratio: float = H_MIN_RATIO
 ) -> tuple[float, float]:
     """``(tau_low, tau_high(k))`` in nats.
 
@@ -49,7 +49,7 @@ class OscillatoryDecay(FeedbackStrategy):
     """``od``: hysteresis on the observed entropy; see the module docstring."""
 
     def __init__(
-        self, total_steps: int, h_min_ratio: float = 0.2, h_init: float | None = None
+        self, total_steps: int, h_min_ratio: float = H_MIN_RATIO, h_init: float | None = None
     ) -> None:
         super().__init__(total_steps, h_init)
         self.h_min_ratio = check_ratio("h_min_ratio", h_min_ratio)

@@ -13,7 +13,13 @@ METHOD §4: with T = total_steps and rho = phase_ratio, the phase signal is
 
 from __future__ import annotations
 
-from flexent.strategies.base import Strategy, check_ratio, check_total_steps, register_strategy
+from flexent.strategies.base import (
+    PHASE_RATIO,
+    Strategy,
+    check_ratio,
+    check_total_steps,
+    register_strategy,
+)
 
 
 def _check(step: int, total_steps: int, phase_ratio: float) -> float:
@@ -30,7 +36,7 @@ def _boundary(total_steps: int, rho: float) -> float:
     return round(rho * total_steps, 9)
 
 
-def phase_lambda(step: int, total_steps: int, phase_ratio: float = 0.5) -> float:
+def phase_lambda(step: int, total_steps: int, phase_ratio: float = PHASE_RATIO) -> float:
     """The phase signal lambda_k in [-1, 1] (METHOD §4).
 
     >>> phase_lambda(0, 400), phase_lambda(100, 400), phase_lambda(200, 400), phase_lambda(400, 400)
@@ -43,13 +49,15 @@ def phase_lambda(step: int, total_steps: int, phase_ratio: float = 0.5) -> float
     return -(step - boundary) / ((1.0 - rho) * total_steps)
 
 
-def in_phase_one(step: int, total_steps: int, phase_ratio: float = 0.5) -> bool:
+def in_phase_one(step: int, total_steps: int, phase_ratio: float = PHASE_RATIO) -> bool:
     """True while ``step <= phase_ratio * total_steps``."""
     rho = _check(step, total_steps, phase_ratio)
     return step <= _boundary(total_steps, rho)
 
 
-def id_weights(step: int, total_steps: int, phase_ratio: float = 0.5) -> tuple[float, float]:
+def id_weights(
+    step: int, total_steps: int, phase_ratio: float = PHASE_RATIO
+) -> tuple[float, float]:
     """Increase-then-decrease: ``(w_up, w_low)`` at ``step``.
 
     >>> id_weights(100, 400), id_weights(300, 400)
@@ -61,7 +69,9 @@ def id_weights(step: int, total_steps: int, phase_ratio: float = 0.5) -> tuple[f
     return 0.0, 1.0 + lam
 
 
-def did_weights(step: int, total_steps: int, phase_ratio: float = 0.5) -> tuple[float, float]:
+def did_weights(
+    step: int, total_steps: int, phase_ratio: float = PHASE_RATIO
+) -> tuple[float, float]:
     """Decrease-increase-decrease: ``(w_up, w_low)`` at ``step``.
 
     >>> did_weights(100, 400), did_weights(300, 400)
@@ -78,6 +88,7 @@ class Static(Strategy):
     """GRPO clip: both thresholds stay at ``eps_std``, ``(w_up, w_low) = (0, 0)``."""
 
     step_free = True
+    always_std = True
 
     def _weights(self, step: int, entropy: float | None) -> tuple[float, float]:
         return 0.0, 0.0
@@ -94,7 +105,7 @@ class Dynamic(Strategy):
 
 
 class _Phased(Strategy):
-    def __init__(self, total_steps: int, phase_ratio: float = 0.5) -> None:
+    def __init__(self, total_steps: int, phase_ratio: float = PHASE_RATIO) -> None:
         super().__init__(total_steps)
         self.phase_ratio = check_ratio("phase_ratio", phase_ratio)
 

@@ -33,7 +33,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flexent.strategies.base import FeedbackStrategy, check_ratio, register_strategy
+from flexent.strategies.base import (
+    H_MIN_RATIO,
+    OD_CYCLES,
+    PHASE_RATIO,
+    FeedbackStrategy,
+    check_ratio,
+    register_strategy,
+)
 
 
 @dataclass(frozen=True)
@@ -93,9 +100,9 @@ def make_trajectory(
     points: Sequence[Sequence[float]] | None = None,
     preset: str | None = None,
     relative: bool = True,
-    phase_ratio: float = 0.5,
-    cycles: int = 4,
-    h_min_ratio: float = 0.2,
+    phase_ratio: float = PHASE_RATIO,
+    cycles: int = OD_CYCLES,
+    h_min_ratio: float = H_MIN_RATIO,
 ) -> TargetTrajectory:
     """Build a trajectory from exactly one of ``target``, ``points``, ``preset`` (default:
     ``target=1.0`` relative, i.e. hold the initial entropy). Presets are always relative.
@@ -193,9 +200,9 @@ class TargetEntropy(FeedbackStrategy):
         kp: float = 2.0,
         ki: float = 0.3,
         h_init: float | None = None,
-        phase_ratio: float = 0.5,
-        cycles: int = 4,
-        h_min_ratio: float = 0.2,
+        phase_ratio: float = PHASE_RATIO,
+        cycles: int = OD_CYCLES,
+        h_min_ratio: float = H_MIN_RATIO,
         actuator: str = "clip",
         bonus_max: float = 0.0,
     ) -> None:

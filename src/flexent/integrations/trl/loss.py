@@ -12,35 +12,36 @@ from typing import Any
 
 import torch
 
+from flexent.control import step_eps
 from flexent.integrations.trl.metrics import StepTensors, log_step_metrics
-from flexent.losses import entropy_bonus
+from flexent.losses import aggregate, entropy_bonus
 
 
 def _normalise(trainer: Any, per_token_loss: torch.Tensor, mask: torch.Tensor, inputs, mode: str):
-    """TRL's aggregation for ``trainer.loss_type`` -> (loss to backprop, policy loss to log)."""
+    """TRL's normalisation for ``trainer.loss_type`` (with ``losses.aggregate``, which owns
+    every reduction) and its gradient-accumulation scaling -> (loss to backprop, policy loss
+    to log)."""
     loss_type = trainer.loss_type
     accum = trainer.current_gradient_accumulation_steps if mode == "train" else 1.0
-    if loss_type == "grpo":
-        loss = ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
-        return loss / accum, loss.detach()
-    if loss_type == "bnpo":
-        loss = (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0)
-        return loss / accum, loss.detach()
-    if loss_type == "dr_grpo":
-        denom = per_token_loss.size(0) * trainer.max_completion_length
-        loss = (per_token_loss * mask).sum() / denom
-        return loss / accum, loss.detach()
+    n_seqs = per_token_loss.size(0)  # TRL averages over every sequence, empty ones included
     if loss_type == "dapo":
         # num_items_in_batch counts the whole generation batch; rescale to one accumulation window
         normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / trainer.accelerator.num_processes
         if mode == "train":
             normalizer = normalizer * accum / trainer.args.steps_per_generation
-        loss = (per_token_loss * mask).sum() / normalizer
+        loss = aggregate(per_token_loss, mask, "token-mean", num_tokens=normalizer)
         return loss, loss.detach()
-    if loss_type == "luspo":
-        loss = (per_token_loss * mask).sum(-1).mean()
-        return loss / accum, loss.detach()
-    raise ValueError(f"unsupported trainer.loss_type {loss_type!r}")
+    if loss_type == "bnpo":
+        loss = aggregate(per_token_loss, mask, "token-mean")
+    elif loss_type == "dr_grpo":
+        loss = aggregate(per_token_loss, mask, "seq-mean-token-sum-norm", num_seqs=n_seqs,
+                         norm_const=float(trainer.max_completion_length))  # fmt: skip
+    elif loss_type in ("grpo", "luspo"):
+        mode_of = {"grpo": "seq-mean-token-mean", "luspo": "seq-mean-token-sum"}
+        loss = aggregate(per_token_loss, mask, mode_of[loss_type], num_seqs=n_seqs)
+    else:
+        raise ValueError(f"unsupported trainer.loss_type {loss_type!r}")
+    return loss / accum, loss.detach()
 
 
 def _forward(trainer: Any, model, inputs):
@@ -76,21 +77,17 @@ def compute_flexent_loss(trainer: Any, model, inputs) -> torch.Tensor:
     old_logprobs = inputs.get("old_per_token_logps")
     old_logprobs = logprobs.detach() if old_logprobs is None else old_logprobs
 
-    w_up, w_low = trainer._step_weights(mode)
-    th = trainer.entropy_control.thresholds
-    eps_low, eps_high = th(old_logprobs, w_up=w_up, w_low=w_low, logprobs=logprobs)
-    # a side at weight 0 is exactly eps_std: a Python float, as in TRL and the verl adapter
-    if w_low == 0.0:
-        eps_low = th.std_eps(upper=False)
-    if w_up == 0.0:
-        eps_high = th.std_eps(upper=True)
+    control = trainer.step_control(mode)
+    w_up, w_low = control.weights
+    eps_low, eps_high = step_eps(trainer.entropy_control.thresholds, old_logprobs,
+                                 w_up=w_up, w_low=w_low, logprobs=logprobs)  # fmt: skip
     adv_bt = advantages.expand_as(logprobs)
     out = trainer._loss_fn(
         logprobs, old_logprobs, adv_bt, mask, eps_low=eps_low, eps_high=eps_high,
-        **trainer._loss_params(entropies),
+        **trainer.loss_arguments(entropies),
     )  # fmt: skip
     per_token_loss = out.per_token_loss
-    coef = trainer.step_entropy_coef()
+    coef = control.entropy_coef
     if coef:
         per_token_loss = entropy_bonus(per_token_loss, entropies, coef)
     per_token_loss, per_token_kl = _trl_terms(

@@ -19,13 +19,13 @@ How it departs from / relies on TRL 1.16 (read its ``grpo_trainer.py``):
 - ``loss_type`` ``cispo``/``sapo``/``vespo`` are TRL's own *losses*, not normalisations, and TRL's
   entropy bonus (``entropy_coef``) is not combined with a flexent loss: both are refused (use
   flexent's ``sapo`` loss or ``entropy_bonus`` instead).
-- The strategy state (with the last rollout entropy) is written to ``flexent_state.json`` in
+- The per-step control (weights, entropy bonus, checkpoint state) is flexent's engine-neutral
+  :class:`~flexent.control.StepController`; its state is written to ``flexent_state.json`` in
   every checkpoint and read back on resume.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Mapping
@@ -38,9 +38,19 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("flexent.integrations.trl needs TRL: pip install 'flexent[trl]'") from exc
 
-from flexent.control import EntropyControl, handle_inert
+from flexent.control import (
+    STATE_FILE,
+    EntropyControl,
+    StepController,
+    StepGenerators,
+    handle_inert,
+    loss_arguments,
+)
+from flexent.diagnostics import entropy_second_term
+from flexent.integrations.trl.loss import compute_flexent_loss
+from flexent.losses import get_policy_loss
 
-STATE_FILE = "flexent_state.json"
+__all__ = ["STATE_FILE", "FlexentGRPOTrainer", "clipping_is_inert", "inert_message"]
 NORMALISATIONS = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
 # TRL's normalisation (loss_type) -> the flexent aggregation mode it computes.
 AGG_OF_LOSS_TYPE = {
@@ -92,24 +102,20 @@ class FlexentGRPOTrainer(GRPOTrainer):
 
     def __init__(self, *args: Any, entropy_control: EntropyControl | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        from flexent.losses import get_policy_loss
-
         self.entropy_control = entropy_control or EntropyControl()
         self._check_supported()
         self._loss_fn = get_policy_loss(self.entropy_control.loss)
-        strategy = self.entropy_control.strategy
-        self.strategy: Any = None if isinstance(strategy, str) else strategy
-        self._pending_strategy_state: dict[str, Any] | None = None
-        self._weights_step = -1
-        self._weights = (0.0, 0.0)
-        self.rollout_entropy: float | None = None
+        # T is TRL's max_steps, known in train(): the controller builds the strategy then.
+        self.controller = StepController(self.entropy_control)
+        self.generators = StepGenerators(int(self.args.seed), int(self.accelerator.process_index))
         self._capture: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self._generator: tuple[int, torch.Generator] | None = None
-        self._bonus = 0.0  # the strategy's entropy-bonus coefficient of the step (target)
-        self.adaptive_entropy = self.entropy_control.build_adaptive_entropy()
-        self._adaptive_coef = 0.0  # its coefficient applied at this step
         if clipping_is_inert(self.args):
             handle_inert(self.entropy_control.on_inert, inert_message(self.args))
+
+    @property
+    def rollout_entropy(self) -> float | None:
+        """The mean token entropy of the last generation batch (pi_old's)."""
+        return self.controller.rollout_entropy
 
     # -- configuration checks -------------------------------------------------------------
     def _check_supported(self) -> None:
@@ -150,46 +156,17 @@ class FlexentGRPOTrainer(GRPOTrainer):
         for msg in messages:
             warnings.warn(f"{msg} (TRL: trainer.loss_type)", UserWarning, stacklevel=3)
 
-    # -- strategy ---------------------------------------------------------------------------
-    def _ensure_strategy(self) -> Any:
-        if self.strategy is None:
-            ec = self.entropy_control
-            if "total_steps" not in ec.strategy_params and int(self.state.max_steps) <= 0:
-                raise ValueError(
-                    "the strategy needs total_steps: the trainer's max_steps is not known yet "
-                    "(call train()) and entropy_control.strategy_params has no total_steps"
-                )
-            self.strategy = ec.build_strategy(total_steps=int(self.state.max_steps))
-        if self._pending_strategy_state is not None:
-            self.strategy.load_state_dict(self._pending_strategy_state)
-            self._pending_strategy_state = None
-        return self.strategy
-
-    def step_entropy_coef(self) -> float:
-        """The entropy-bonus coefficient of this step: ``entropy_control.entropy_coef`` (or,
-        with ``adaptive_entropy``, the adaptive coefficient it starts) plus the strategy's own
-        (``target`` with ``actuator: cascade | bonus``)."""
-        if self.adaptive_entropy is not None:
-            return self._adaptive_coef + self._bonus
-        return float(self.entropy_control.entropy_coef) + self._bonus
-
-    def _step_weights(self, mode: str) -> tuple[float, float]:
-        """(w_up, w_low) for the current optimizer step; the strategy is asked once per step."""
-        step = int(self.state.global_step)
-        if mode == "train" and step != self._weights_step:
-            strategy = self._ensure_strategy()
-            w_up, w_low = strategy.weights(step, entropy=self.rollout_entropy)
-            self._weights, self._weights_step = (float(w_up), float(w_low)), step
-            self._bonus = float(strategy.bonus_coef())
-            metrics = strategy.metrics()
-            if self.adaptive_entropy is not None:
-                if self.rollout_entropy is None:
-                    raise ValueError("adaptive_entropy needs the rollout entropy of the step")
-                self._adaptive_coef = self.adaptive_entropy.step(self.rollout_entropy)
-                metrics.update(self.adaptive_entropy.metrics())
-            for key, value in metrics.items():
-                self._metrics[mode][key].append(float(value))
-        return self._weights
+    # -- the step's control ----------------------------------------------------------------
+    def step_control(self, mode: str) -> StepController:
+        """The controller with this optimizer step's weights and bonus (fixed at the step's
+        first micro-batch, its ``control/*`` metrics logged then)."""
+        controller = self.controller
+        if mode == "train":
+            self._ensure_total_steps()
+            if controller.begin_step(int(self.state.global_step)):
+                for key, value in controller.metrics().items():
+                    self._metrics[mode][key].append(value)
+        return controller
 
     # -- rollout entropy (pi_old) -----------------------------------------------------------
     def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):  # type: ignore[override]
@@ -219,7 +196,7 @@ class FlexentGRPOTrainer(GRPOTrainer):
         totals = torch.stack([(entropies * mask).sum(), mask.sum().float()])
         totals = self.accelerator.reduce(totals, reduction="sum")
         if self.model is not None and self.model.training:
-            self.rollout_entropy = float((totals[0] / totals[1].clamp(min=1.0)).item())
+            self.controller.observe_entropy(float((totals[0] / totals[1].clamp(min=1.0)).item()))
         out["flexent_old_entropy"] = entropies
         if self.entropy_control.log_pred_dh_full:
             out["flexent_old_second_term"] = self._rollout_second_term(out)
@@ -230,8 +207,6 @@ class FlexentGRPOTrainer(GRPOTrainer):
         """pi_old's ``sum_x p_x^2 (ln p_x + H)`` per completion token (the distribution-wide part
         of the first-order entropy change): one no-grad forward with the full logits, divided by
         the sampling temperature as TRL's log-probs are."""
-        from flexent.diagnostics import entropy_second_term
-
         input_ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
         attention_mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
         keep = out["completion_ids"].size(1)
@@ -267,35 +242,18 @@ class FlexentGRPOTrainer(GRPOTrainer):
         return mask if "tool_mask" not in inputs else mask * inputs["tool_mask"]
 
     # -- the loss ---------------------------------------------------------------------------
-    def _loss_params(self, entropies: torch.Tensor) -> dict[str, Any]:
-        """``loss_params`` plus what the loss's traits ask the adapter for: a generator, the
-        current policy's per-token ``entropies`` (detached)."""
-        from flexent.losses import loss_traits
-
-        params = dict(self.entropy_control.loss_params)
-        traits = loss_traits(self.entropy_control.loss)
-        if traits.needs_generator:
-            params["generator"] = self._step_generator()
-        if traits.needs_entropy:
-            params["entropy"] = entropies.detach()
-        return params
-
-    def _step_generator(self) -> torch.Generator:
-        """This process's generator for randomised losses, re-seeded from (``args.seed``, rank,
-        step) when the optimizer step changes: a resumed run draws what the uninterrupted one
-        drew (:func:`flexent.control.step_seed`)."""
-        from flexent.control import step_seed
-
-        step = int(self.state.global_step)
-        if self._generator is None or self._generator[0] != step:
-            seed = step_seed(int(self.args.seed), int(self.accelerator.process_index), step)
-            device = self.accelerator.device
-            self._generator = (step, torch.Generator(device=device).manual_seed(seed))
-        return self._generator[1]
+    def loss_arguments(self, entropies: torch.Tensor) -> dict[str, Any]:
+        """``loss_params`` plus what the loss's traits ask for: this step's generator, the
+        current policy's per-token ``entropies``."""
+        step, device = int(self.state.global_step), self.accelerator.device
+        return loss_arguments(
+            self.entropy_control.loss,
+            self.entropy_control.loss_params,
+            generator=lambda: self.generators.get(step, device),
+            entropy=entropies,
+        )
 
     def _compute_loss(self, model, inputs):  # type: ignore[override]
-        from flexent.integrations.trl.loss import compute_flexent_loss
-
         return compute_flexent_loss(self, model, inputs)
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -306,9 +264,8 @@ class FlexentGRPOTrainer(GRPOTrainer):
         from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
         folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        path = os.path.join(self._get_output_dir(trial=trial), folder, STATE_FILE)
-        with open(path, "w") as f:
-            json.dump(self.flexent_state_dict(), f, indent=1)
+        self._ensure_total_steps()
+        self.controller.save(os.path.join(self._get_output_dir(trial=trial), folder))
 
     def _issue_warnings_after_load(self, load_result):  # type: ignore[no-untyped-def]
         """A checkpoint of a model with tied input/output embeddings does not store the tied
@@ -324,41 +281,10 @@ class FlexentGRPOTrainer(GRPOTrainer):
 
     def _load_optimizer_and_scheduler(self, checkpoint):  # type: ignore[override]
         super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None:
-            return
-        path = os.path.join(checkpoint, STATE_FILE)
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f"{path}: missing; this checkpoint was not written by FlexentGRPOTrainer, so the "
-                "entropy-control strategy state cannot be restored"
-            )
-        with open(path) as f:
-            self.load_flexent_state_dict(json.load(f))
+        if checkpoint is not None:
+            self._ensure_total_steps()
+            self.controller.load(checkpoint)
 
-    def flexent_state_dict(self) -> dict[str, Any]:
-        strategy = self._ensure_strategy()
-        return {
-            "strategy": strategy.state_dict(),
-            "rollout_entropy": self.rollout_entropy,
-            "weights": list(self._weights),
-            "weights_step": self._weights_step,
-            "bonus": self._bonus,
-            "adaptive_entropy": None
-            if self.adaptive_entropy is None
-            else {**self.adaptive_entropy.state_dict(), "applied": self._adaptive_coef},
-        }
-
-    def load_flexent_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._pending_strategy_state = dict(state["strategy"])
-        if self.strategy is not None:
-            self._ensure_strategy()
-        self.rollout_entropy = state["rollout_entropy"]
-        self._weights = (float(state["weights"][0]), float(state["weights"][1]))
-        self._weights_step = int(state["weights_step"])
-        self._bonus = float(state.get("bonus", 0.0))
-        adaptive = state.get("adaptive_entropy")
-        if self.adaptive_entropy is not None:
-            if adaptive is None:
-                raise ValueError("the checkpoint has no adaptive entropy state to resume")
-            self.adaptive_entropy.load_state_dict(adaptive)
-            self._adaptive_coef = float(adaptive["applied"])
+    def _ensure_total_steps(self) -> None:
+        if int(self.state.max_steps) > 0:
+            self.controller.set_total_steps(int(self.state.max_steps))

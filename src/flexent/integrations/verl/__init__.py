@@ -24,13 +24,13 @@ import importlib.util
 
 import verl  # noqa: F401  (first: verl finishes its own init, plugin loading included)
 
+from flexent.control import StepController
 from flexent.integrations.verl.compat import patch_trl_probe
 from flexent.integrations.verl.config import (
     FlexentPolicyLossConfig,
     check_registered,
     flexent_loss_name,
 )
-from flexent.integrations.verl.controller import StepController
 from flexent.integrations.verl.loss import FlexentActorLoss, register_all
 
 REGISTERED_LOSSES = register_all()

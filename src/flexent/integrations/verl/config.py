@@ -15,6 +15,7 @@ Hydra key in the message, before a GPU is touched.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,9 +49,18 @@ _VERL_DEFAULTS = {
 }
 
 
+def is_flexent_loss(loss_mode: Any) -> bool:
+    """Whether verl's ``loss_mode`` names a flexent loss (a registry look-up).
+
+    >>> is_flexent_loss("flexent_ppo_clip"), is_flexent_loss("vanilla")
+    (True, False)
+    """
+    return isinstance(loss_mode, str) and loss_mode in {PREFIX + n for n in list_policy_losses()}
+
+
 def flexent_loss_name(loss_mode: str) -> str:
-    """``flexent_ppo_clip`` -> ``ppo_clip``; a name without the prefix is an error."""
-    if not isinstance(loss_mode, str) or not loss_mode.startswith(PREFIX):
+    """``flexent_ppo_clip`` -> ``ppo_clip``; a name that is not a flexent loss is an error."""
+    if not is_flexent_loss(loss_mode):
         raise ValueError(
             f"{KEY}.loss_mode={loss_mode!r} is not a flexent loss; valid: "
             f"{', '.join(PREFIX + n for n in list_policy_losses())}"
@@ -116,7 +126,7 @@ def config_warnings(actor_config: Any, loss_agg_mode: str | None = None) -> list
     paper's ``seq-mean-token-mean`` (verl's ``sapo`` forces it; flexent keeps
     ``actor.loss_agg_mode`` and warns), or ``flexent_gspo`` with token-level clip ratios."""
     pl = actor_config.policy_loss
-    if not isinstance(pl, FlexentPolicyLossConfig) or not pl.loss_mode.startswith(PREFIX):
+    if not isinstance(pl, FlexentPolicyLossConfig) or not is_flexent_loss(pl.loss_mode):
         return []
     control = pl.control(eps_std=std_eps_pair(actor_config))
     agg = loss_agg_mode or actor_config.loss_agg_mode
@@ -225,29 +235,44 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
         for name in ("strategy_params", "thresholds", "loss_params", "adaptive_entropy"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{KEY}.{name} must be a mapping, got {getattr(self, name)!r}")
-        if not self.loss_mode.startswith(PREFIX):
-            if self.strategy != "static":
+        check_registered(self.loss_mode)  # a flexent_* name that is not registered
+        if not is_flexent_loss(self.loss_mode):
+            if not strategy_class(self.strategy).always_std:
                 raise ValueError(
                     f"{KEY}.strategy={self.strategy!r} needs a flexent loss "
                     f"(loss_mode=flexent_*), got loss_mode={self.loss_mode!r}"
                 )
             return
-        check_registered(self.loss_mode)
-        self.control(eps_std=0.2)  # every value, with its key
+        self._build_control((0.2, 0.2))  # every value, with its key
         # conflicts with this section's verl keys now; actor-level keys when the loss runs
         _resolve(flexent_loss_name(self.loss_mode), dict(self.loss_params), {"policy_loss": self})
 
     def control(self, *, eps_std: float | tuple[float, float]) -> EntropyControl:
         """The validated :class:`flexent.control.EntropyControl` of this section, with
-        ``eps_std`` (verl's clip ratios, :func:`std_eps_pair`) unless ``thresholds`` sets it."""
+        ``eps_std`` (verl's clip ratios, :func:`std_eps_pair`) unless ``thresholds`` sets it.
+
+        Built and validated once per process and ``eps_std`` (the loss asks at every
+        micro-batch), then kept on the config object."""
+        low, high = (eps_std, eps_std) if isinstance(eps_std, (int, float)) else eps_std
+        key = (float(low), float(high))
+        cache = self.__dict__.setdefault("_flexent_controls", {})
+        if key not in cache:
+            cache[key] = self._build_control(key)
+        return cache[key]  # type: ignore[no-any-return]
+
+    def _build_control(self, eps_std: tuple[float, float]) -> EntropyControl:
         thresholds = {k: _plain(v) for k, v in dict(self.thresholds).items()}
-        thresholds.setdefault("eps_std", eps_std)
+        thresholds.setdefault("eps_std", list(eps_std))
         try:
             return EntropyControl(
                 strategy=self.strategy,
                 strategy_params=dict(self.strategy_params),
                 thresholds=thresholds,
-                loss=flexent_loss_name(self.loss_mode),
+                loss=(
+                    flexent_loss_name(self.loss_mode)
+                    if is_flexent_loss(self.loss_mode)
+                    else _DEFAULTS.loss  # verl's own loss: only the strategy is used
+                ),
                 loss_params=dict(self.loss_params),
                 region_schemes=tuple(self.region_schemes),
                 on_inert=self.on_inert,
@@ -263,18 +288,15 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
 
     def build_strategy(self, *, total_steps: int) -> Strategy:
         """A fresh strategy object for a run of ``total_steps`` steps (unless
-        ``strategy_params.total_steps`` fixes it)."""
-        if not self.loss_mode.startswith(PREFIX):
-            from flexent.strategies import get_strategy
-
-            return get_strategy("static", total_steps=total_steps)
+        ``strategy_params.total_steps`` fixes it); verl's own losses run with the default
+        strategy (thresholds at verl's clip ratios)."""
         return self.control(eps_std=0.2).build_strategy(total_steps)
 
     @property
     def uses_bonus(self) -> bool:
         """Whether flexent adds an entropy bonus: ``entropy_coef`` != 0, ``adaptive_entropy``,
         or a strategy that drives one (``target`` with ``actuator: cascade | bonus``)."""
-        if not self.loss_mode.startswith(PREFIX):
+        if not is_flexent_loss(self.loss_mode):
             return False
         return bool(
             self.entropy_coef
@@ -286,6 +308,19 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
     def step_free(self) -> bool:
         """True when the weights do not depend on the step (no trainer support needed)."""
         return strategy_class(self.strategy).step_free
+
+
+def section_of(actor_config: Any) -> FlexentPolicyLossConfig:
+    """The actor's ``policy_loss`` when it is flexent's section, else one with the defaults
+    (verl's plain ``PolicyLossConfig`` running a ``flexent_*`` loss): the one place the
+    adapter's settings come from, so no fallback restates a default."""
+    pl = actor_config.policy_loss
+    return pl if isinstance(pl, FlexentPolicyLossConfig) else _default_section()
+
+
+@functools.cache
+def _default_section() -> FlexentPolicyLossConfig:
+    return FlexentPolicyLossConfig()
 
 
 def _plain(value: Any) -> Any:

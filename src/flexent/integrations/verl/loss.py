@@ -25,21 +25,21 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.metric import Metric
 from verl.workers.utils.losses import no_padding_2_padding, ppo_loss
 
-from flexent.control import step_seed
+from flexent.control import StepGenerators, loss_arguments, step_eps
 from flexent.diagnostics import region_stats
 from flexent.integrations.verl.config import (
     KEY,
     PREFIX,
-    FlexentPolicyLossConfig,
     config_warnings,
+    section_of,
     std_eps_pair,
     verl_loss_params,
 )
-from flexent.losses import get_policy_loss, high_entropy_mask, list_policy_losses, loss_traits
+from flexent.integrations.verl.step import BONUS_KEY, RUNTIME_KEYS
+from flexent.losses import get_policy_loss, high_entropy_mask, list_policy_losses
 
-RUNTIME_KEYS = ("flexent_step", "flexent_w_up", "flexent_w_low")
-BONUS_KEY = "flexent_entropy_coef"  # the step's entropy-bonus coefficient (0 when absent)
 _SLOT = "_flexent_runtime"
+SYNC_HINT = "run verl with trainer.v1.trainer_mode=flexent_sync (docs/verl.md)"
 
 
 def runtime(policy_loss_cfg: Any) -> dict[str, Any]:
@@ -57,66 +57,54 @@ def runtime(policy_loss_cfg: Any) -> dict[str, Any]:
 
 def step_weights(config: Any) -> tuple[float, float]:
     """``(w_up, w_low)`` for this call: delivered by the trainer, or constant strategies."""
-    pl = config.policy_loss
-    rt = runtime(pl)
+    rt = runtime(config.policy_loss)
     if "w_up" in rt:
         return float(rt["w_up"]), float(rt["w_low"])
-    if not isinstance(pl, FlexentPolicyLossConfig):
-        return 0.0, 0.0  # plain PolicyLossConfig: verl's clip_ratio_low/high, static
-    if pl.step_free:
-        return pl.build_strategy(total_steps=1).weights(0)
-    raise RuntimeError(
-        f"strategy {pl.strategy!r} changes with the training step, but no step reached the "
-        "loss: run verl with trainer.v1.trainer_mode=flexent_sync (see docs/verl.md)"
-    )
+    section = section_of(config)
+    if not section.step_free:
+        raise RuntimeError(
+            f"strategy {section.strategy!r} changes with the training step, but no step reached "
+            f"the loss: {SYNC_HINT}"
+        )
+    cache = section.__dict__
+    if "_flexent_step_free_weights" not in cache:  # built once per process
+        cache["_flexent_step_free_weights"] = section.build_strategy(total_steps=1).weights(0)
+    return cache["_flexent_step_free_weights"]  # type: ignore[no-any-return]
 
 
 def thresholds_for(
     config: Any, old_log_prob: torch.Tensor, log_prob: torch.Tensor
 ) -> tuple[torch.Tensor | float, torch.Tensor | float]:
     """``(eps_low, eps_high)`` ``[B, T]`` (or floats where the weight is 0)."""
-    std_low, std_high = std_eps_pair(config)
     w_up, w_low = step_weights(config)
-    if w_up == 0.0 and w_low == 0.0:
-        return std_low, std_high
-    th = config.policy_loss.thresholds_for((std_low, std_high))
-    eps_low, eps_high = th(old_log_prob, w_up, w_low, log_prob)
-    # w = 0 is exactly eps_std: keep it a Python float so the clip bound is computed as verl does.
-    return (std_low if w_low == 0.0 else eps_low), (std_high if w_up == 0.0 else eps_high)
+    thresholds = section_of(config).control(eps_std=std_eps_pair(config)).thresholds
+    return step_eps(thresholds, old_log_prob, w_up=w_up, w_low=w_low, logprobs=log_prob)
 
 
 def _loss_params(name: str, config: Any, device: torch.device) -> dict[str, Any]:
-    params = verl_loss_params(name, config)
-    traits = loss_traits(name)
-    if traits.needs_generator:
-        params["generator"] = _generator(config.policy_loss, device)
-    if traits.needs_entropy:
-        entropy = runtime(config.policy_loss).get("entropy")
-        if entropy is None:
-            raise RuntimeError(
-                f"{PREFIX}{name} needs the current policy's per-token entropy, which reaches the "
-                "loss through flexent's loss wrapper: run verl with "
-                "trainer.v1.trainer_mode=flexent_sync (docs/verl.md)"
+    """verl's parameters of loss ``name`` plus the trait-supplied ones: this worker's generator
+    of the step (re-seeded from (seed, rank, step): a resumed run draws what the uninterrupted
+    run drew; the generator state lives in the worker processes, which verl's checkpoints do
+    not reach) and the current policy's entropy."""
+    pl = config.policy_loss
+    rt = runtime(pl)
+
+    def generator() -> torch.Generator:
+        gens = pl.__dict__.get("_flexent_generators")
+        if gens is None:
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            gens = pl.__dict__["_flexent_generators"] = StepGenerators(
+                section_of(config).seed, rank
             )
-        params["entropy"] = entropy
-    return params
+        return gens.get(rt.get("step"), device)  # type: ignore[no-any-return]
 
-
-def _generator(pl: Any, device: torch.device) -> torch.Generator:
-    """The generator of this worker and device, re-seeded when the training step changes.
-
-    Re-seeding from ``(seed, rank, step)`` makes the draws of a step independent of the steps
-    before it, so a run resumed from a checkpoint draws what the uninterrupted run drew; the
-    generator state lives in the worker processes, which verl's checkpoints do not reach.
-    """
-    step = runtime(pl).get("step")
-    gens = pl.__dict__.setdefault("_flexent_generators", {})
-    held = gens.get(str(device))
-    if held is None or held[0] != step:
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        seed = step_seed(int(getattr(pl, "seed", 0)), rank, step)
-        held = gens[str(device)] = (step, torch.Generator(device=device).manual_seed(seed))
-    return held[1]
+    return loss_arguments(
+        name,
+        verl_loss_params(name, config),
+        generator=generator,
+        entropy=rt.get("entropy"),
+        missing_entropy_hint=f"it reaches the loss through flexent's loss wrapper: {SYNC_HINT}",
+    )
 
 
 def _warn_once(config: Any, loss_agg_mode: str) -> None:
@@ -158,11 +146,10 @@ def make_verl_loss(name: str) -> Any:
         if config is None:
             raise ValueError(f"{PREFIX}{name} needs verl's actor config (config=None)")
         pl = config.policy_loss
-        if "w_up" not in runtime(pl) and getattr(pl, "uses_bonus", False):
+        if "w_up" not in runtime(pl) and section_of(config).uses_bonus:
             raise RuntimeError(
                 f"{KEY} sets a flexent entropy bonus (entropy_coef / adaptive_entropy / a bonus "
-                "actuator), which flexent's loss wrapper applies: run verl with "
-                "trainer.v1.trainer_mode=flexent_sync (docs/verl.md)"
+                f"actuator), which flexent's loss wrapper applies: {SYNC_HINT}"
             )
         _warn_once(config, loss_agg_mode)
         eps_low, eps_high = thresholds_for(config, old_log_prob, log_prob)
@@ -179,7 +166,7 @@ def make_verl_loss(name: str) -> Any:
         per_token = out.per_token_loss
         if rollout_is_weights is not None:
             per_token = per_token * rollout_is_weights
-        top = getattr(config.policy_loss, "top_entropy_quantile", 1.0)
+        top = section_of(config).top_entropy_quantile
         if top < 1.0:
             per_token = per_token * _top_entropy(config, response_mask, top)
         loss = agg_loss(
@@ -213,7 +200,7 @@ def _top_entropy(config: Any, mask: torch.Tensor, top: float) -> torch.Tensor:
     if entropy is None:
         raise RuntimeError(
             f"{KEY}.top_entropy_quantile needs the per-token entropy, which reaches the loss "
-            "through flexent's loss wrapper: run verl with trainer.v1.trainer_mode=flexent_sync"
+            f"through flexent's loss wrapper: {SYNC_HINT}"
         )
     return high_entropy_mask(entropy, mask, top).to(entropy.dtype)
 
@@ -221,7 +208,7 @@ def _top_entropy(config: Any, mask: torch.Tensor, top: float) -> torch.Tensor:
 def _region_metrics(
     config, log_prob, old_log_prob, advantages, mask, eps_low, eps_high
 ) -> dict[str, float]:
-    schemes = tuple(getattr(config.policy_loss, "region_schemes", ("theory",)))
+    schemes = tuple(section_of(config).region_schemes)
     entropy = runtime(config.policy_loss).get("old_entropy")
     if not schemes or entropy is None or entropy.shape != old_log_prob.shape:
         return {}

@@ -14,8 +14,9 @@ the plugin). Everything verl does is unchanged; four hooks are added:
 - ``_update_actor``: put ``flexent_step``/``flexent_w_up``/``flexent_w_low`` and the step's
   entropy-bonus coefficient ``flexent_entropy_coef`` into the batch's ``extra_info`` (verl turns
   it into non-tensor data of every micro-batch), then call verl.
-- ``_save_checkpoint``: write ``flexent_strategy.json`` into ``global_step_N`` before verl marks
-  the checkpoint complete.
+- ``_save_checkpoint``: write the controller's ``flexent_state.json`` into ``global_step_N``
+  before verl marks the checkpoint complete (a resume also reads the ``flexent_strategy.json``
+  of checkpoints written before the adapters shared one format).
 
 verl checks ``trainer_mode == "sync"`` in several places (replay buffer, TransferQueue
 checkpointing); this class reports ``"sync"`` there so that it behaves as the sync trainer, and
@@ -34,18 +35,25 @@ from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.config import omega_conf_to_dataclass
 
-from flexent.control import DEFAULT_ON_INERT, handle_inert
+from flexent.control import handle_inert
 from flexent.integrations.verl.config import (
     KEY,
-    PREFIX,
     check_bonus,
     check_registered,
     config_warnings,
     flexent_loss_name,
+    is_flexent_loss,
+    section_of,
+    std_eps_pair,
     verl_loss_params,
 )
-from flexent.integrations.verl.controller import StepController
 from flexent.integrations.verl.loss import FlexentActorLoss
+from flexent.integrations.verl.step import (
+    observe_entropy,
+    step_controller,
+    step_data,
+    step_metrics,
+)
 from flexent.masked import masked_mean
 
 logger = logging.getLogger(__name__)
@@ -82,16 +90,17 @@ class FlexentPPOTrainer(PPOTrainerSync):
         actor_cfg = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
         pl = actor_cfg.policy_loss
         check_registered(pl.loss_mode)
-        if pl.loss_mode.startswith(PREFIX):  # verl keys vs loss_params, before any GPU work
+        if is_flexent_loss(pl.loss_mode):  # verl keys vs loss_params, before any GPU work
             verl_loss_params(flexent_loss_name(pl.loss_mode), actor_cfg)
         if self.config.get("distillation") and self.config.distillation.get("enabled", False):
             raise ValueError("trainer_mode=flexent_sync does not support distillation")
         check_bonus(actor_cfg)
-        total = int(self.total_training_steps)
-        self.flexent = StepController.from_policy_loss(pl, total_steps=total)
+        section = section_of(actor_cfg)
+        control = section.control(eps_std=std_eps_pair(actor_cfg))
+        self.flexent = step_controller(control, total_steps=int(self.total_training_steps))
         if clipping_is_inert(self.config):
             handle_inert(
-                getattr(pl, "on_inert", DEFAULT_ON_INERT),
+                section.on_inert,
                 f"flexent: ppo_epochs=1 and ppo_mini_batch_size >= train_batch_size, so each "
                 "rollout batch feeds one optimizer step, the ratio is 1 and clipping (hence "
                 f"every flexent strategy) does nothing. Use several mini-batches or epochs, or "
@@ -136,15 +145,11 @@ class FlexentPPOTrainer(PPOTrainerSync):
         entropy = float(masked_mean(data["entropy"].float(), data["response_mask"]))
         # with parameter_sync_step > 1 the strategy keeps the first sub-batch's value: log that
         metrics.setdefault("actor/entropy/mean", entropy)
-        self.flexent.observe_entropy(self.global_steps, entropy)
+        observe_entropy(self.flexent, self.global_steps, entropy)
         return batch
 
     def _update_actor(self, batch: Any, metrics: dict) -> Any:
-        w_up, w_low = self.flexent.weights(self.global_steps)
-        batch.extra_info.update(
-            {"flexent_step": self.global_steps - 1, "flexent_w_up": w_up, "flexent_w_low": w_low,
-             "flexent_entropy_coef": self.flexent.entropy_coef(self.global_steps)}
-        )  # fmt: skip
+        batch.extra_info.update(step_data(self.flexent, self.global_steps))
         batch = super()._update_actor(batch, metrics)
-        metrics.update(self.flexent.metrics())
+        metrics.update(step_metrics(self.flexent))
         return batch

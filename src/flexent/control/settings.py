@@ -101,7 +101,7 @@ class EntropyControl:
         if isinstance(self.strategy, str):
             self.strategy_params = _strategy_params(self.strategy, self.strategy_params)
         traits = loss_traits(self.loss)
-        if (traits.sequence_level or traits.scalar_eps) and self.strategy_name != "static":
+        if (traits.sequence_level or traits.scalar_eps) and not self.strategy_always_std:
             why = (
                 "clips one ratio per sequence"
                 if traits.sequence_level
@@ -116,6 +116,12 @@ class EntropyControl:
     @property
     def strategy_name(self) -> str:
         return self.strategy if isinstance(self.strategy, str) else str(self.strategy.name)
+
+    @property
+    def strategy_always_std(self) -> bool:
+        """Whether the strategy keeps both thresholds at ``eps_std`` (the ``always_std`` trait)."""
+        cls = strategy_class(self.strategy) if isinstance(self.strategy, str) else self.strategy
+        return bool(getattr(cls, "always_std", False))
 
     def build_strategy(self, total_steps: int) -> Strategy:
         """The strategy for a run of ``total_steps`` optimizer steps (``strategy_params`` may
