@@ -171,7 +171,7 @@ def test_pred_dH_sign_matches_one_sgd_step(token, adv, region):
     assert math.copysign(1.0, float(s[f"region/{region}/pred_dH"])) == math.copysign(1.0, actual)
     # the full first-order formula predicts the change itself, up to the step size
     assert float(s[f"region/{region}/pred_dH_full"]) * lr == pytest.approx(actual, rel=1e-2)
-    # the region's sign from METHOD §2: E1, E4 lower entropy; E2, E3 raise it
+    # the region's sign from docs/method.md §2: E1, E4 lower entropy; E2, E3 raise it
     assert (actual > 0) == (region in ("E2", "E3"))
 
 

@@ -15,7 +15,7 @@ from flexent.strategies import (
     pi_step,
 )
 
-# lambda_k = 1 - k/(rho T) for k <= rho T, -(k - rho T)/((1 - rho) T) after (METHOD §4);
+# lambda_k = 1 - k/(rho T) for k <= rho T, -(k - rho T)/((1 - rho) T) after (docs/method.md §4);
 # id: (lambda, 0) then (0, 1 + lambda); did: (1 - lambda, 0) then (1, 1 + lambda).
 # rho = 0.5, T = 400: boundary 200.
 #   k=0:   lambda = 1                     -> id (1, 0)        did (0, 0)

@@ -1,4 +1,4 @@
-"""DynamicThresholds: METHOD §3 worked values, the §4 mixing, clamping and validation."""
+"""DynamicThresholds: docs/method.md §3 worked values, the §4 mixing, clamping and validation."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def close(t: torch.Tensor, expected: list[float], tol: float = 1e-4) -> None:
 
 
 def test_implicit_worked_values() -> None:
-    # METHOD §3, alpha_u=-0.25, beta_u=0.5, alpha_l=-0.13, beta_l=0.3:
+    # docs/method.md §3, alpha_u=-0.25, beta_u=0.5, alpha_l=-0.13, beta_l=0.3:
     # eps_high = 1.5 / (1 + 0.25 p) - 1  -> p=0: 0.5;  p=.5: 1.5/1.125-1 = 0.33333;  p=1: 1.5/1.25-1 = 0.2
     # eps_low = 1 - 0.7 / (1 - 0.13 p)   -> p=0: 0.3;  p=.5: 1-0.7/0.935 = 0.25134; p=1: 1-0.7/0.87 = 0.19540
     eps_low, eps_high = DynamicThresholds()(LOGP, w_up=1.0, w_low=1.0)

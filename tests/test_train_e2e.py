@@ -75,7 +75,8 @@ def test_train_two_steps(setup):
     assert list((run / "tensorboard").iterdir())
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2]
-    # `id`, T=4, rho=0.5 (METHOD §4): phase I w_up = lambda_k = 1 - k/2 -> 1.0, 0.5; w_low = 0
+    # `id`, T=4, rho=0.5 (docs/method.md §4): phase I w_up = lambda_k = 1 - k/2 -> 1.0, 0.5;
+    # w_low = 0
     assert [x["control/w_up"] for x in lines] == [1.0, 0.5]
     assert [x["control/w_low"] for x in lines] == [0.0, 0.0]
     for line in lines:
@@ -247,7 +248,7 @@ def test_demo_end_to_end(tmp_path):
         lines = (arm_dir / "metrics.jsonl").read_text().splitlines()
         w_up = [json.loads(x)["control/w_up"] for x in lines]
         assert len(w_up) == 8
-        # static: the GRPO clip throughout; id starts with w_up = lambda_0 = 1 (METHOD §4)
+        # static: the GRPO clip throughout; id starts with w_up = lambda_0 = 1 (docs/method.md §4)
         assert w_up[0] == (1.0 if arm == "id" else 0.0), arm
 
 

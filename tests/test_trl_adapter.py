@@ -198,7 +198,7 @@ def test_dynamic_thresholds_reach_the_loss(tmp_path, tiny):
     _loss_and_grads(trainer, inputs)
     p = inputs["old_per_token_logps"].exp()
     mask = inputs["completion_mask"].float()
-    # METHOD §3: eps_high = 1.5 / (1 + 0.25 p) - 1, clamped to [0.05, 0.6]
+    # docs/method.md §3: eps_high = 1.5 / (1 + 0.25 p) - 1, clamped to [0.05, 0.6]
     want = ((1.5 / (1 + 0.25 * p) - 1).clamp(0.05, 0.6) * mask).sum() / mask.sum()
     got = trainer._metrics["train"]["clip/eps_high_mean"][-1]
     assert got == pytest.approx(want.item(), rel=1e-5)

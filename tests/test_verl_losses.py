@@ -58,7 +58,8 @@ def test_static_rollout_is_weights_match_vanilla(v):
 
 def test_dynamic_thresholds_follow_the_formula(v):
     """strategy dynamic (w = 1, 1): eps_high = clamp((1 + 0.5)/(1 + 0.25 p) - 1, 0.05, 0.6),
-    eps_low = clamp(1 - 0.7/(1 - 0.13 p), 0.05, 0.6) per token (METHOD §3, implicit mode)."""
+    eps_low = clamp(1 - 0.7/(1 - 0.13 p), 0.05, 0.6) per token (docs/method.md §3, implicit
+    mode)."""
     from flexent.integrations.verl import FlexentPolicyLossConfig
 
     cfg = actor_config(v, FlexentPolicyLossConfig(strategy="dynamic"))

@@ -126,7 +126,8 @@ def test_trainer_update_actor_ships_weights(v):
 def test_strategy_sees_mean_token_entropy(v, monkeypatch):
     """verl's real _compute_old_log_prob under loss_agg_mode=seq-mean-token-sum, with a stand-in
     TransferQueue and worker group: verl's actor/entropy is then the mean per-sequence entropy
-    SUM, but the strategy must see the mean token entropy (METHOD: H_k = mean over valid tokens).
+    SUM, but the strategy must see the mean token entropy (docs/method.md §7, item 10: H_k is
+    token-weighted).
 
     Responses of 1, 4 and 3 tokens (prompt of 2): token entropies 1 | 2 2 2 2 | 3 3 3, so the
     token mean is (1 + 8 + 9) / 8 = 2.25 and the seq-mean-token-sum is (1 + 8 + 9) / 3 = 6."""

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One-GPU smoke run: a small model, GSM8K, a few steps of flexent's `id` strategy.
 #
-#   python recipes/verl/gsm8k_to_parquet.py /work/shared/data/math/gsm8k_train.jsonl train.parquet
-#   python recipes/verl/gsm8k_to_parquet.py /work/shared/data/math/gsm8k_test.jsonl test.parquet
+#   python recipes/verl/gsm8k_to_parquet.py data/gsm8k_train.jsonl train.parquet   # GSM8K's jsonl, by path
+#   python recipes/verl/gsm8k_to_parquet.py data/gsm8k_test.jsonl test.parquet
 #   MODEL_PATH=/path/to/SmolLM2-135M-Instruct TRAIN_FILE=train.parquet VAL_FILE=test.parquet \
 #     bash recipes/verl/smoke_1gpu.sh [METHOD] [extra Hydra overrides...]
 set -euo pipefail

@@ -1,4 +1,5 @@
-"""Entropy diagnostics: per-token entropy from logits and the four entropy regions (METHOD §2).
+"""Entropy diagnostics: per-token entropy from logits and the four entropy regions
+(docs/method.md §2).
 
 Pure torch: tensors and keyword scalars in, tensors out (metrics are 0-dim tensors), no
 ``.item()``, no global state. Every metric key is described in docs/metrics.md.
@@ -95,7 +96,8 @@ def token_entropy(logits: Tensor, chunk_size: int = 1024) -> Tensor:
 
 def entropy_second_term(logits: Tensor, chunk_size: int = 1024) -> Tensor:
     """``sum_x p_x^2 (ln p_x + H)`` per token, ``[B, T, V] -> [B, T]``: the distribution-wide
-    part of the first-order entropy change (METHOD §2), chunked like :func:`token_entropy`."""
+    part of the first-order entropy change (docs/method.md §2), chunked like
+    :func:`token_entropy`."""
     second = _chunked(logits, chunk_size, with_second=True)[1]
     assert second is not None
     return second

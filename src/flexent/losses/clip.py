@@ -1,5 +1,5 @@
 """Token-level clipped surrogates: PPO/GRPO clip (with DAPO clip-higher, clip-lower, dual clip
-and the dynamic per-token thresholds) and CE-GPPO (METHOD §1, §3, §5)."""
+and the dynamic per-token thresholds) and CE-GPPO (docs/method.md §1, §3, §5)."""
 
 from __future__ import annotations
 

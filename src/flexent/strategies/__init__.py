@@ -1,7 +1,7 @@
 """Entropy-control strategies: per training step, the mixing weights ``(w_up, w_low)``.
 
 Each strategy says how strongly the probability-dependent thresholds of
-:class:`flexent.thresholds.DynamicThresholds` act at step k (METHOD §4):
+:class:`flexent.thresholds.DynamicThresholds` act at step k (docs/method.md §4):
 
     eps_high = w_up * H(p) + (1 - w_up) * eps_std
     eps_low  = w_low * M(p) + (1 - w_low) * eps_std

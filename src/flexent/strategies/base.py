@@ -113,7 +113,7 @@ class Strategy:
     """An entropy-control strategy: per training step, the mixing weights ``(w_up, w_low)``.
 
     ``w_up`` mixes the dynamic upper threshold H(p) into eps_high, ``w_low`` the dynamic lower
-    threshold M(p) into eps_low (METHOD §4): ``E+ = w_up H(p) + (1 - w_up) eps_std``.
+    threshold M(p) into eps_low (docs/method.md §4): ``E+ = w_up H(p) + (1 - w_up) eps_std``.
     Call :meth:`weights` once per training step, in increasing step order, with that step's
     mean rollout token entropy when the strategy needs it (``needs_entropy``).
     """

@@ -1,6 +1,6 @@
 """Oscillatory decay (``od``): a hysteresis switch between boosting and suppressing entropy.
 
-METHOD §4. H_min = h_min_ratio * H_init, tau_low = H_min,
+docs/method.md §4. H_min = h_min_ratio * H_init, tau_low = H_min,
 tau_high(k) = H_min + (H_init - H_min)(1 - k/T). With H_k the step's mean token entropy:
 
     s_k = 1        if H_k <= tau_low         (boost:    (w_up, w_low) = (1, 0))

@@ -1,6 +1,6 @@
 """Open-loop strategies: pure functions of (step, total_steps, phase_ratio).
 
-METHOD §4: with T = total_steps and rho = phase_ratio, the phase signal is
+docs/method.md §4: with T = total_steps and rho = phase_ratio, the phase signal is
 
     lambda_k = 1 - k / (rho T)               for k <= rho T   (phase I, 1 -> 0)
     lambda_k = -(k - rho T) / ((1 - rho) T)  for k >  rho T   (phase II, 0 -> -1)
@@ -37,7 +37,7 @@ def _boundary(total_steps: int, rho: float) -> float:
 
 
 def phase_lambda(step: int, total_steps: int, phase_ratio: float = PHASE_RATIO) -> float:
-    """The phase signal lambda_k in [-1, 1] (METHOD §4).
+    """The phase signal lambda_k in [-1, 1] (docs/method.md §4).
 
     >>> phase_lambda(0, 400), phase_lambda(100, 400), phase_lambda(200, 400), phase_lambda(400, 400)
     (1.0, 0.5, 0.0, -1.0)

@@ -1,4 +1,4 @@
-"""Closed-loop ``target`` strategy (a project feature beyond the paper, METHOD §4).
+"""Closed-loop ``target`` strategy (a project feature beyond the paper, docs/method.md §4).
 
 A PI controller tracks a target entropy trajectory H*(k). With H_k the step's mean token
 entropy and e_k = (H*(k) - H_k) / H_init (relative error, dimensionless):

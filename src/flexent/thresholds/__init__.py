@@ -1,4 +1,5 @@
-"""Probability-dependent clipping thresholds (METHOD §3, §5b) mixed with a static eps (§4).
+"""Probability-dependent clipping thresholds (docs/method.md §3, §5b) mixed with a static eps
+(docs/method.md §4).
 
 Each side of the clip band is a *family* eps(q) of a token probability q (:mod:`.families`):
 ``upper`` gives eps_high and ``lower`` gives eps_low, and the strategies' weights mix them with

@@ -3,9 +3,10 @@
 :class:`~flexent.thresholds.DynamicThresholds` evaluates the family of each side (``upper`` ->
 eps_high, ``lower`` -> eps_low) on q = pi_old (on the detached current probability in
 ``detached`` mode), clamps it to ``eps_clamp`` when the family's ``clamp`` is true, and mixes it
-with ``eps_std`` by the strategies' weights (METHOD §4). The families (METHOD §3, §5b):
+with ``eps_std`` by the strategies' weights (docs/method.md §4). The families
+(docs/method.md §3, §5b):
 
-- ``linear``: the paper's H(p) = alpha p + beta, in the three modes of METHOD §3;
+- ``linear``: the paper's H(p) = alpha p + beta, in the three modes of docs/method.md §3;
 - ``tv``: DPPO-Binary-TV's bound in ratio space, eps = delta / q;
 - ``dcpo``: DCPO's closed-form ratio bounds, written as eps;
 - ``fixed``: a constant (the fixed clip-higher / clip-lower ablation).
@@ -51,7 +52,7 @@ F = TypeVar("F", bound="type[ThresholdFamily]")
 THRESHOLD_FAMILIES: dict[str, type[ThresholdFamily]] = {}
 
 # Defaults of each side (upper, lower).
-LINEAR_UPPER = (-0.25, 0.5)  # METHOD §3: the upper bound is exactly 1.2 at p_old = 1
+LINEAR_UPPER = (-0.25, 0.5)  # docs/method.md §3: the upper bound is exactly 1.2 at p_old = 1
 LINEAR_LOWER = (-0.13, 0.3)
 TV_DELTA = 0.15  # verl examples/dppo_trainer/run_qwen30b_dppo.sh (both sides)
 DCPO_EPS = (0.28, 0.2)  # lime-RL/DCPO recipes: clip_ratio_high, clip_ratio_low
@@ -109,8 +110,8 @@ class ThresholdFamily:
 @register_threshold_family("linear")
 @dataclass(frozen=True)
 class LinearThreshold(ThresholdFamily):
-    """METHOD §3: H(p) = alpha p + beta with alpha < 0. ``implicit`` (the paper's closed form,
-    on pi_old): ``(1 + beta) / (1 - alpha q) - 1`` (upper), ``1 - (1 - beta) / (1 + alpha q)``
+    """docs/method.md §3: H(p) = alpha p + beta with alpha < 0. ``implicit`` (the paper's closed
+    form, on pi_old): ``(1 + beta) / (1 - alpha q) - 1`` (upper), ``1 - (1 - beta) / (1 + alpha q)``
     (lower); ``old`` / ``detached``: ``alpha q + beta``. Defaults: (-0.25, 0.5) upper,
     (-0.13, 0.3) lower."""
 
@@ -212,8 +213,9 @@ class DCPOThreshold(ThresholdFamily):
 @register_threshold_family("fixed")
 @dataclass(frozen=True)
 class FixedThreshold(ThresholdFamily):
-    """A constant eps (the ablation of METHOD §4: H(p) or M(p) replaced by a fixed clip-higher /
-    clip-lower inside the same strategies). Never clamped; > 0 upper, in (0, 1) lower."""
+    """A constant eps (the ablation of docs/method.md §4: H(p) or M(p) replaced by a fixed
+    clip-higher / clip-lower inside the same strategies). Never clamped; > 0 upper, in (0, 1)
+    lower."""
 
     eps: float | None = None
 

@@ -11,8 +11,8 @@ How it departs from / relies on TRL 1.16 (read its ``grpo_trainer.py``):
 
 - TRL only computes ``old_per_token_logps`` when ``gradient_accumulation_steps`` is not a
   multiple of ``steps_per_generation * num_iterations``; otherwise every generation batch feeds
-  exactly one optimizer step, the ratio is exactly 1 and *no* clip acts (METHOD §1). The trainer
-  warns or raises (``EntropyControl.on_inert``) naming the setting to change.
+  exactly one optimizer step, the ratio is exactly 1 and *no* clip acts (docs/method.md §1). The
+  trainer warns or raises (``EntropyControl.on_inert``) naming the setting to change.
 - The strategy needs the rollout entropy H_k before step k's loss. When TRL computes pi_old's
   log-probs we ask that same forward pass for the entropy too (no extra cost); otherwise one
   extra no-grad forward measures it.

@@ -61,7 +61,8 @@ TRAINER_MODE = "flexent_sync"
 
 
 def clipping_is_inert(config: Any) -> bool:
-    """True when each rollout batch feeds exactly one optimizer step (ratio == 1, METHOD §1).
+    """True when each rollout batch feeds exactly one optimizer step (ratio == 1,
+    docs/method.md §1).
 
     ``use_dynamic_bsz`` does not matter: verl splits the update batch into mini-batches of
     ``ppo_mini_batch_size`` either way (``engine_workers.train_mini_batch``); dynamic batch size
