@@ -68,11 +68,15 @@ def test_paper_recipe_composes(compose, method):
         assert (
             actor.policy_loss.thresholds_for((0.2, 0.2)).family(upper=True).name == families[method]
         )
-    if method == "adaptive_entropy":  # the flexent bonus with what it needs from verl
-        from flexent.integrations.verl.config import check_bonus
-
+    if method == "adaptive_entropy":  # the flexent bonus
         assert actor.policy_loss.adaptive_entropy["target"] == 0.2 and actor.policy_loss.uses_bonus
-        check_bonus(actor)
+    # what flexent_sync checks at start: the current entropy wherever a setting reads it
+    # (archer, high_entropy_minority, adaptive_entropy set calculate_entropy) and no double bonus
+    from flexent.integrations.verl.config import check_entropy, current_entropy_users
+
+    check_entropy(actor)
+    needs = method in ("archer", "high_entropy_minority", "adaptive_entropy")
+    assert bool(current_entropy_users(actor)) == needs, method
     # clipping must act: 512 / 32 = 16 optimizer steps per rollout batch
     assert cfg.data.train_batch_size // cfg.actor_rollout_ref.actor.ppo_mini_batch_size == 16
 

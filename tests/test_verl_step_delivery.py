@@ -337,15 +337,15 @@ def test_target_bonus_actuator_coefficient_is_delivered(v):
 
 def test_flexent_bonus_settings_are_checked(v):
     from flexent.integrations.verl import FlexentPolicyLossConfig
-    from flexent.integrations.verl.config import check_bonus
+    from flexent.integrations.verl.config import check_entropy
 
     pl = FlexentPolicyLossConfig(strategy="static", entropy_coef=0.01)
     with pytest.raises(ValueError, match=r"actor\.entropy_coeff=0"):
-        check_bonus(actor_config(v, pl, calculate_entropy=True, entropy_coeff=0.001))
+        check_entropy(actor_config(v, pl, calculate_entropy=True, entropy_coeff=0.001))
     with pytest.raises(ValueError, match="calculate_entropy=true"):
-        check_bonus(actor_config(v, pl))
-    check_bonus(actor_config(v, pl, calculate_entropy=True))
-    check_bonus(actor_config(v, FlexentPolicyLossConfig(strategy="static"), entropy_coeff=0.001))
+        check_entropy(actor_config(v, pl))
+    check_entropy(actor_config(v, pl, calculate_entropy=True))
+    check_entropy(actor_config(v, FlexentPolicyLossConfig(strategy="static"), entropy_coeff=0.001))
     with pytest.raises(ValueError, match="adaptive_entropy: unknown key"):
         FlexentPolicyLossConfig(strategy="static", adaptive_entropy={"targt": 0.2})
     # the registered loss called by verl's own ppo_loss (no flexent_sync wrapper): refused
@@ -354,3 +354,39 @@ def test_flexent_bonus_settings_are_checked(v):
     model_output, data = ppo_loss_inputs(*batch(2), {})
     with pytest.raises(RuntimeError, match="trainer_mode=flexent_sync"):
         ppo_loss(actor_config(v, pl, calculate_entropy=True), model_output, data)
+
+
+@pytest.mark.parametrize(
+    ("pl_kw", "user"),
+    [
+        ({"loss_mode": "flexent_archer"}, "loss_mode=flexent_archer"),
+        ({"top_entropy_quantile": 0.2}, "top_entropy_quantile=0.2"),
+    ],
+)
+def test_settings_reading_current_entropy_are_checked(v, pl_kw, user):
+    """archer's forks and the high-entropy-minority mask read the current policy's entropy,
+    which verl computes in the update only with calculate_entropy=true (or its own bonus,
+    entropy_coeff != 0): refused at setup without it, naming the setting and the key; when the
+    check is skipped, the loss says the same at the first call once flexent's wrapper ran, and
+    asks for flexent_sync when the wrapper did not run."""
+    from verl.workers.utils.losses import ppo_loss
+
+    from flexent.integrations.verl import FlexentActorLoss, FlexentPolicyLossConfig
+    from flexent.integrations.verl.config import check_entropy
+
+    pl = FlexentPolicyLossConfig(strategy="static", **pl_kw)
+    with pytest.raises(ValueError, match=rf"{user} needs .*calculate_entropy=true"):
+        check_entropy(actor_config(v, pl))
+    check_entropy(actor_config(v, pl, calculate_entropy=True))
+    check_entropy(actor_config(v, pl, entropy_coeff=0.001))  # verl's bonus computes it too
+    check_entropy(actor_config(v, FlexentPolicyLossConfig(strategy="static")))  # reads none
+
+    cfg = actor_config(v, pl)
+    model_output, data = ppo_loss_inputs(*batch(2), {})  # no "entropy" in the model output
+    with pytest.raises(RuntimeError, match="calculate_entropy=true") as wrapped:
+        FlexentActorLoss(cfg)(model_output, data)
+    assert "flexent_sync" not in str(wrapped.value)
+    assert cfg.policy_loss.__dict__["_flexent_runtime"] == {}  # the wrapper's mark is cleared
+    model_output, data = ppo_loss_inputs(*batch(2), {})
+    with pytest.raises(RuntimeError, match="trainer_mode=flexent_sync"):
+        ppo_loss(cfg, model_output, data)  # verl's own ppo_loss: flexent's wrapper never ran

@@ -38,8 +38,7 @@ LOSS_OVERRIDES = {
     "flexent_dppo_kl": ("dppo_kl", []),
     "flexent_aspo": ("aspo", []),
     "flexent_bapo": ("bapo", []),
-    # the recipe's overrides plus calculate_entropy (see test_recipes_needing_entropy_run)
-    "flexent_archer": ("archer", [f"{ACTOR}.calculate_entropy=true"]),
+    "flexent_archer": ("archer", []),
     "flexent_gspo": (None, [f"{PL}._target_={vw.FLEXENT_TARGET}", f"{PL}.loss_mode=flexent_gspo",
                             f"{ACTOR}.clip_ratio_low=3e-4", f"{ACTOR}.clip_ratio_high=4e-4",
                             f"{ACTOR}.loss_agg_mode=seq-mean-token-mean"]),
@@ -221,14 +220,22 @@ def test_step_and_bonus_from_the_trainer_reach_the_loss(run, cpu_worker):
     assert len(term) == 2 and term[1] > 0
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason="recipe lacks calculate_entropy=true")
 @pytest.mark.parametrize("method", ["archer", "high_entropy_minority"])
-def test_recipes_needing_entropy_run(run, method):
+def test_recipes_needing_entropy_run(run, cpu_worker, method):
     """recipes/verl/common.sh's archer and high_entropy_minority need the current policy's
     entropy in the model output, which verl computes in the update only with
-    actor.calculate_entropy=true (or entropy_coeff != 0); the recipes set neither, so the first
-    update fails. Remove the xfail when the recipes (or flexent_sync) set it."""
-    vw.actor_step(run(vw.recipe_overrides(method)))
+    actor.calculate_entropy=true (or entropy_coeff != 0): the recipes set it, and the update
+    runs; without it flexent_sync refuses at setup, naming the key, before any update."""
+    before = vw.full_params(cpu_worker.worker)
+    metrics = vw.actor_step(run(vw.recipe_overrides(method)))
+    assert math.isfinite(metrics["actor/pg_loss"])
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(vw.full_params(cpu_worker.worker), before, strict=True)
+    )
+    without = [o for o in vw.recipe_overrides(method) if not o.endswith("calculate_entropy=true")]
+    with pytest.raises(ValueError, match="calculate_entropy=true"):
+        run(without)
 
 
 def test_checkpoint_round_trip(run, cpu_worker, tmp_path):

@@ -26,10 +26,12 @@ flexent_method_args() {
     dppo_tv|dppo_kl)
                   echo "${flex[@]}" "$pl.loss_mode=flexent_$1" "+$pl.thresholds.eps_std=${DPPO_DELTA:-0.15}" ;;
     aspo)         echo "${flex[@]}" "$pl.loss_mode=flexent_aspo" ;;
-    archer)       echo "${flex[@]}" "$pl.loss_mode=flexent_archer" ;;
+    archer)       # the forks are chosen by the current policy's entropy: verl computes it on request
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_archer" actor_rollout_ref.actor.calculate_entropy=true ;;
     bapo)         echo "${flex[@]}" "$pl.loss_mode=flexent_bapo" ;;
-    high_entropy_minority)
-                  echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.top_entropy_quantile=0.2" ;;
+    high_entropy_minority)  # the top-20 % mask reads the current policy's entropy, as archer
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.top_entropy_quantile=0.2" \
+                    actor_rollout_ref.actor.calculate_entropy=true ;;
     adaptive_entropy)  # Skywork-OR1: the bonus needs the current entropy and verl's own bonus off
                   echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.entropy_coef=0.0" \
                     "+$pl.adaptive_entropy={target:0.2,delta:0.005,min:0.0,max:1.0}" \

@@ -24,7 +24,7 @@ from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY
 from verl.workers.config import ActorConfig, PolicyLossConfig
 
 from flexent.control import EntropyControl
-from flexent.losses import list_policy_losses, user_param_names
+from flexent.losses import list_policy_losses, loss_traits, user_param_names
 from flexent.strategies import Strategy, strategy_class
 from flexent.thresholds import DynamicThresholds
 
@@ -141,23 +141,44 @@ def config_warnings(actor_config: Any, loss_agg_mode: str | None = None) -> list
     return out
 
 
-def check_bonus(actor_config: Any) -> None:
-    """A flexent entropy bonus (:attr:`FlexentPolicyLossConfig.uses_bonus`) needs the current
-    policy's entropy in the model output (``actor.calculate_entropy``) and must not be added
-    twice (verl's own ``actor.entropy_coeff``); raises ``ValueError`` naming the key."""
+def current_entropy_users(actor_config: Any) -> list[str]:
+    """The settings of the actor's flexent loss that read the current policy's per-token entropy
+    from the update's model output: a loss whose traits ask for it (``archer``),
+    ``top_entropy_quantile < 1`` and a flexent entropy bonus (one phrase each, [] = none)."""
     pl = actor_config.policy_loss
-    if not isinstance(pl, FlexentPolicyLossConfig) or not pl.uses_bonus:
-        return
-    if float(actor_config.entropy_coeff) != 0.0:
+    if not is_flexent_loss(pl.loss_mode):
+        return []
+    section = section_of(actor_config)
+    users = []
+    if loss_traits(flexent_loss_name(pl.loss_mode)).needs_entropy:
+        users.append(f"loss_mode={pl.loss_mode}")
+    if section.top_entropy_quantile < 1.0:
+        users.append(f"top_entropy_quantile={section.top_entropy_quantile}")
+    if section.uses_bonus:
+        users.append("a flexent entropy bonus (entropy_coef / adaptive_entropy / a bonus actuator)")
+    return users
+
+
+def check_entropy(actor_config: Any) -> None:
+    """The current policy's entropy is in the model output wherever a setting reads it
+    (:func:`current_entropy_users`): verl computes it in the actor update only with
+    ``actor.calculate_entropy=true`` (or its own bonus, ``actor.entropy_coeff != 0``); and a
+    flexent entropy bonus is not added twice (``actor.entropy_coeff`` must then be 0). Raises
+    ``ValueError`` naming the key."""
+    users = current_entropy_users(actor_config)
+    coeff = float(actor_config.entropy_coeff)
+    if section_of(actor_config).uses_bonus and coeff != 0.0:
         raise ValueError(
             f"{KEY} sets a flexent entropy bonus (entropy_coef / adaptive_entropy / a bonus "
             f"actuator) and actor_rollout_ref.actor.entropy_coeff={actor_config.entropy_coeff} "
             "adds verl's own: set actor_rollout_ref.actor.entropy_coeff=0"
         )
-    if not bool(getattr(actor_config, "calculate_entropy", False)):
+    computed = bool(getattr(actor_config, "calculate_entropy", False)) or coeff != 0.0
+    if users and not computed:
         raise ValueError(
-            f"{KEY} sets a flexent entropy bonus, which needs the current policy's entropy: "
-            "set actor_rollout_ref.actor.calculate_entropy=true"
+            f"{KEY}: {' and '.join(users)} need{'s' if len(users) == 1 else ''} the current "
+            "policy's per-token entropy, which verl computes in the actor update only with "
+            "actor_rollout_ref.actor.calculate_entropy=true: set it"
         )
 
 
@@ -204,7 +225,8 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
         seed: seed of the generator of randomised losses (``clip_cov``), re-seeded at each
             step from (seed, rank, step) (:func:`flexent.control.step_seed`).
         top_entropy_quantile: train only on the top fraction of tokens by entropy (1.0 = all;
-            arXiv 2506.01939, TRL's setting of the same name), with any loss.
+            arXiv 2506.01939, TRL's setting of the same name), with any loss. Below 1 it needs
+            ``trainer_mode=flexent_sync`` and ``actor.calculate_entropy=true``.
         entropy_coef: flexent's entropy-bonus coefficient c_H (``loss - c_H * H`` with the
             current policy's token entropy, aggregated as verl's ``actor.entropy_coeff`` bonus);
             with ``adaptive_entropy``, its initial value. Needs ``trainer_mode=flexent_sync``,

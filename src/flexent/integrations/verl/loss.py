@@ -40,6 +40,10 @@ from flexent.losses import get_policy_loss, high_entropy_mask, list_policy_losse
 
 _SLOT = "_flexent_runtime"
 SYNC_HINT = "run verl with trainer.v1.trainer_mode=flexent_sync (docs/verl.md)"
+CALCULATE_ENTROPY_HINT = (
+    "verl computes it in the actor update only with "
+    "actor_rollout_ref.actor.calculate_entropy=true: set it"
+)
 
 
 def runtime(policy_loss_cfg: Any) -> dict[str, Any]:
@@ -103,8 +107,16 @@ def _loss_params(name: str, config: Any, device: torch.device) -> dict[str, Any]
         verl_loss_params(name, config),
         generator=generator,
         entropy=rt.get("entropy"),
-        missing_entropy_hint=f"it reaches the loss through flexent's loss wrapper: {SYNC_HINT}",
+        missing_entropy_hint=_missing_entropy_hint(rt),
     )
+
+
+def _missing_entropy_hint(rt: dict[str, Any]) -> str:
+    """Why the current policy's entropy is missing: flexent's loss wrapper ran (it marks the
+    runtime dict) but verl's model output had none, or the wrapper did not run at all."""
+    if rt.get("wrapped"):
+        return CALCULATE_ENTROPY_HINT
+    return f"it reaches the loss through flexent's loss wrapper: {SYNC_HINT}"
 
 
 def _warn_once(config: Any, loss_agg_mode: str) -> None:
@@ -196,11 +208,12 @@ def make_verl_loss(name: str) -> Any:
 
 def _top_entropy(config: Any, mask: torch.Tensor, top: float) -> torch.Tensor:
     """The high-entropy-minority mask (``policy_loss.top_entropy_quantile``) of this batch."""
-    entropy = runtime(config.policy_loss).get("entropy")
+    rt = runtime(config.policy_loss)
+    entropy = rt.get("entropy")
     if entropy is None:
         raise RuntimeError(
-            f"{KEY}.top_entropy_quantile needs the per-token entropy, which reaches the loss "
-            f"through flexent's loss wrapper: {SYNC_HINT}"
+            f"{KEY}.top_entropy_quantile needs the current policy's per-token entropy: "
+            + _missing_entropy_hint(rt)
         )
     return high_entropy_mask(entropy, mask, top).to(entropy.dtype)
 
@@ -246,6 +259,7 @@ class FlexentActorLoss:
 
     def __call__(self, model_output: Any, data: Any, dp_group: Any = None) -> Any:
         rt = runtime(self.config.policy_loss)
+        rt["wrapped"] = True  # the loss tells a missing model output from a missing wrapper
         values = {k: tu.get_non_tensor_data(data, k, None) for k in RUNTIME_KEYS}
         if any(v is not None for v in values.values()):
             if any(v is None for v in values.values()):
@@ -266,8 +280,8 @@ class FlexentActorLoss:
             return loss, metrics
         if entropy is None:
             raise RuntimeError(
-                "flexent's entropy bonus needs the current policy's entropy in the model output: "
-                "set actor_rollout_ref.actor.calculate_entropy=true"
+                "flexent's entropy bonus needs the current policy's per-token entropy: "
+                + CALCULATE_ENTROPY_HINT
             )
         # aggregated exactly as verl's own actor.entropy_coeff bonus in ppo_loss
         mask = data.select("response_mask").to_padded_tensor()["response_mask"].to(bool)

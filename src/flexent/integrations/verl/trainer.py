@@ -38,7 +38,7 @@ from verl.utils.config import omega_conf_to_dataclass
 from flexent.control import handle_inert
 from flexent.integrations.verl.config import (
     KEY,
-    check_bonus,
+    check_entropy,
     check_registered,
     config_warnings,
     flexent_loss_name,
@@ -95,7 +95,7 @@ class FlexentPPOTrainer(PPOTrainerSync):
             verl_loss_params(flexent_loss_name(pl.loss_mode), actor_cfg)
         if self.config.get("distillation") and self.config.distillation.get("enabled", False):
             raise ValueError("trainer_mode=flexent_sync does not support distillation")
-        check_bonus(actor_cfg)
+        check_entropy(actor_cfg)
         section = section_of(actor_cfg)
         control = section.control(eps_std=std_eps_pair(actor_cfg))
         self.flexent = step_controller(control, total_steps=int(self.total_training_steps))
