@@ -390,3 +390,76 @@ def test_settings_reading_current_entropy_are_checked(v, pl_kw, user):
     model_output, data = ppo_loss_inputs(*batch(2), {})
     with pytest.raises(RuntimeError, match="trainer_mode=flexent_sync"):
         ppo_loss(cfg, model_output, data)  # verl's own ppo_loss: flexent's wrapper never ran
+
+
+def test_region_metrics_are_token_weighted_over_micro_batches(v):
+    """Two micro-batches of one mini-batch, theory regions, static band [0.8, 1.28], pi_old's
+    entropy H = 1 at every token (a token is expected when -ln p_old <= 1, i.e. p_old = 0.5,
+    and surprising for p_old = 0.1):
+
+        micro-batch a, A = +1:  p_old 0.5, r 1.1 (E1) | 0.5, r 1.4 (E1, clipped) | 0.1, r 1 (E2)
+        micro-batch b, A = -1:  p_old 0.5, r 1.0 (E3) | 0.1, r 0.7 (E4, clipped)
+
+    E1 is empty in b. Over the 5 tokens: E1 share 2/5, ratio_mean (1.1 + 1.4)/2 = 1.25,
+    clip_frac 1/2, pred_dH = -A p (ln p + H) of the unclipped E1 token / 5
+    = -0.5 (ln 0.5 + 1) / 5; E4 share 1/5, ratio_mean 0.7, clip_frac 1. verl's own unweighted
+    mean of the micro-batch values would give E1 share (2/3 + 0)/2 = 1/3, ratio_mean 0.625 and
+    clip_frac 0.25. Runs verl's micro-batch merge (append_to_dict) and its driver's
+    _update_actor (rename_dict, reduce_metrics) under flexent_sync's override."""
+    import math
+
+    from verl.utils.py_functional import append_to_dict
+
+    from flexent.control import EntropyControl
+    from flexent.integrations.verl import (
+        FlexentActorLoss,
+        FlexentPolicyLossConfig,
+        FlexentPPOTrainer,
+    )
+    from flexent.integrations.verl.step import step_controller
+
+    cfg = actor_config(v, FlexentPolicyLossConfig(strategy="static", region_schemes=["theory"]))
+    micro = [
+        ([0.5, 0.5, 0.1], [1.1, 1.4, 1.0], 1.0),
+        ([0.5, 0.1], [1.0, 0.7], -1.0),
+    ]
+
+    class FakeWG:
+        def update_actor(self, meta):
+            mini: dict = {}
+            for p_old, ratio, adv in micro:
+                old = torch.tensor([p_old], dtype=torch.float64).log()
+                new = old + torch.tensor([ratio], dtype=torch.float64).log()
+                mask = torch.ones_like(old, dtype=torch.bool)
+                model_output, data = ppo_loss_inputs(
+                    old, new, torch.full_like(old, adv), mask, dict(meta.extra_info)
+                )
+                data["entropy"] = torch.ones_like(old)  # pi_old's, as verl's v1 trainer stores
+                _, metrics = FlexentActorLoss(cfg)(model_output, data)
+                append_to_dict(mini, metrics)  # as verl's postprocess_batch_func
+            return {"metrics": {**mini, "mfu": [0.0]}}
+
+    trainer = object.__new__(FlexentPPOTrainer)
+    trainer.trainer_mode = "flexent_sync"
+    trainer.config = v.compose(["actor_rollout_ref.rollout.n=2"])
+    trainer.actor_rollout_wg, trainer.global_steps = FakeWG(), 1
+    trainer.flexent = step_controller(EntropyControl(strategy="static"), total_steps=10)
+    metrics: dict = {}
+    trainer._update_actor(types.SimpleNamespace(extra_info={}), metrics)
+
+    expected = {
+        "E1/share": 2 / 5,
+        "E1/ratio_mean": 1.25,
+        "E1/clip_frac": 0.5,
+        "E1/pred_dH": -0.5 * (math.log(0.5) + 1) / 5,
+        "E2/share": 1 / 5,
+        "E2/ratio_mean": 1.0,
+        "E3/share": 1 / 5,
+        "E4/share": 1 / 5,
+        "E4/ratio_mean": 0.7,
+        "E4/clip_frac": 1.0,
+        "E4/pred_dH": 0.0,  # E4's only token is clipped
+    }
+    for key, value in expected.items():
+        assert metrics[f"actor/region/{key}"] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+    assert not [k for k in metrics if k.startswith("actor/flexent/")]  # the pairs are resolved

@@ -30,6 +30,17 @@ from flexent.masked import masked_mean
 
 REGIONS = ("E1", "E2", "E3", "E4")
 SCHEMES = {"theory": "region", "empirical": "region_emp"}
+# The tokens each per-region metric of region_stats is a mean over: the region's own ("region")
+# or all valid tokens ("valid"); see region_token_weights.
+REGION_MEAN_OVER = {
+    "share": "valid",
+    "clip_frac": "region",
+    "ratio_mean": "region",
+    "pred_dH": "valid",
+    "pred_dH_clipped": "valid",
+    "pred_dH_full": "valid",
+    "pred_dH_full_clipped": "valid",
+}
 
 
 def _rows_entropy(x: Tensor, *, with_second: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -265,6 +276,31 @@ def region_stats(
             )
             for region, r_mask in masks.items():
                 out.update(_one_region(f"{SCHEMES[name]}/{region}", r_mask, tokens))
+    return out
+
+
+def region_token_weights(stats: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
+    """How many tokens each metric of :func:`region_stats` is a mean over (0-dim tensors, same
+    keys): the valid tokens of ``mask`` for ``share`` and the ``pred_dH*`` keys, the region's
+    own tokens (``share`` times the valid tokens, rounded to the count) for ``clip_frac`` and
+    ``ratio_mean``.
+
+    An engine that sees a batch in pieces (verl's micro-batches) gets the value of the whole
+    batch as sum(value * weight) / sum(weight) over the pieces (0 when the weights sum to 0, as
+    for an empty region).
+
+    >>> stats = {"region/E1/share": torch.tensor(0.25), "region/E1/ratio_mean": torch.tensor(1.1)}
+    >>> w = region_token_weights(stats, torch.ones(2, 4, dtype=torch.bool))
+    >>> float(w["region/E1/share"]), float(w["region/E1/ratio_mean"])
+    (8.0, 2.0)
+    """
+    n_valid = mask.sum().to(torch.float64)
+    out = {}
+    for key in stats:
+        region, metric = key.rsplit("/", 1)
+        over = REGION_MEAN_OVER[metric]
+        share = stats[f"{region}/share"].to(torch.float64)
+        out[key] = torch.round(n_valid * share) if over == "region" else n_valid
     return out
 
 

@@ -26,7 +26,7 @@ from verl.utils.metric import Metric
 from verl.workers.utils.losses import no_padding_2_padding, ppo_loss
 
 from flexent.control import StepGenerators, loss_arguments, step_eps
-from flexent.diagnostics import region_stats
+from flexent.diagnostics import region_stats, region_token_weights
 from flexent.integrations.verl.config import (
     KEY,
     PREFIX,
@@ -40,6 +40,9 @@ from flexent.losses import get_policy_loss, high_entropy_mask, list_policy_losse
 
 _SLOT = "_flexent_runtime"
 SYNC_HINT = "run verl with trainer.v1.trainer_mode=flexent_sync (docs/verl.md)"
+# metric-key prefixes of a token-weighted mean in transit from the workers to the driver
+WEIGHTED_SUM = "actor/flexent/weighted_sum/"
+TOKEN_WEIGHT = "actor/flexent/token_weight/"
 CALCULATE_ENTROPY_HINT = (
     "verl computes it in the actor update only with "
     "actor_rollout_ref.actor.calculate_entropy=true: set it"
@@ -221,6 +224,9 @@ def _top_entropy(config: Any, mask: torch.Tensor, top: float) -> torch.Tensor:
 def _region_metrics(
     config, log_prob, old_log_prob, advantages, mask, eps_low, eps_high
 ) -> dict[str, float]:
+    """The region metrics of this micro-batch as token-weighted pairs (:func:`weighted_pairs`):
+    verl averages micro-batches without weights, and a region's conditional means must not
+    count a micro-batch where the region is empty as 0."""
     schemes = tuple(section_of(config).region_schemes)
     entropy = runtime(config.policy_loss).get("old_entropy")
     if not schemes or entropy is None or entropy.shape != old_log_prob.shape:
@@ -235,7 +241,31 @@ def _region_metrics(
         eps_high=eps_high,
         schemes=schemes,
     )
-    return {f"actor/{k}": float(v) for k, v in stats.items()}
+    return weighted_pairs(stats, region_token_weights(stats, mask))
+
+
+def weighted_pairs(
+    values: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]
+) -> dict[str, float]:
+    """Per key, ``value * weight`` under :data:`WEIGHTED_SUM` and ``weight`` under
+    :data:`TOKEN_WEIGHT`. verl averages each over the micro-batches, data-parallel ranks and
+    mini-batches without weights; the ratio of the two averages, taken by the driver
+    (:func:`token_weighted_means`), is the token-weighted mean of the step."""
+    out = {}
+    for key, value in values.items():
+        out[WEIGHTED_SUM + key] = float(value * weights[key])
+        out[TOKEN_WEIGHT + key] = float(weights[key])
+    return out
+
+
+def token_weighted_means(metrics: dict[str, Any]) -> None:
+    """Replace, in the driver's reduced ``metrics``, each pair of :func:`weighted_pairs` by its
+    token-weighted mean under ``actor/<key>`` (0 where the weight is 0, e.g. a region no
+    micro-batch had)."""
+    for name in [k for k in metrics if k.startswith(WEIGHTED_SUM)]:
+        key = name[len(WEIGHTED_SUM) :]
+        total, weight = float(metrics.pop(name)), float(metrics.pop(TOKEN_WEIGHT + key))
+        metrics[f"actor/{key}"] = total / weight if weight > 0 else 0.0
 
 
 def register_all() -> list[str]:

@@ -13,7 +13,8 @@ the plugin). Everything verl does is unchanged; four hooks are added:
   the ``seq-mean-*`` modes it is not the mean token entropy); logged as ``actor/entropy/mean``.
 - ``_update_actor``: put ``flexent_step``/``flexent_w_up``/``flexent_w_low`` and the step's
   entropy-bonus coefficient ``flexent_entropy_coef`` into the batch's ``extra_info`` (verl turns
-  it into non-tensor data of every micro-batch), then call verl.
+  it into non-tensor data of every micro-batch), then call verl; turn the loss's token-weighted
+  pairs (the region metrics) into means (``loss.token_weighted_means``).
 - ``_save_checkpoint``: write the controller's ``flexent_state.json`` into ``global_step_N``
   before verl marks the checkpoint complete (a resume also reads the ``flexent_strategy.json``
   of checkpoints written before the adapters shared one format).
@@ -47,7 +48,7 @@ from flexent.integrations.verl.config import (
     std_eps_pair,
     verl_loss_params,
 )
-from flexent.integrations.verl.loss import FlexentActorLoss
+from flexent.integrations.verl.loss import FlexentActorLoss, token_weighted_means
 from flexent.integrations.verl.step import (
     observe_entropy,
     step_controller,
@@ -152,5 +153,6 @@ class FlexentPPOTrainer(PPOTrainerSync):
     def _update_actor(self, batch: Any, metrics: dict) -> Any:
         batch.extra_info.update(step_data(self.flexent, self.global_steps))
         batch = super()._update_actor(batch, metrics)
+        token_weighted_means(metrics)  # the region metrics, weighted over the micro-batches
         metrics.update(step_metrics(self.flexent))
         return batch
