@@ -316,8 +316,7 @@ def _fake_demo_run(run_dir: Path, entropy: list[float], clip_high: float, evals:
 
 def test_demo_summary_table_from_hand_written_runs(tmp_path):
     """summary.md's cells against the runs' own numbers, written here by hand."""
-    from flexent.demo import demo_spec
-    from flexent.demo_report import write_summary
+    from flexent.demo import demo_spec, write_summary
 
     spec = demo_spec(tmp_path / "demo", [], ("static", "id"))
 

@@ -21,7 +21,7 @@ from flexent.integrations.trl import (
     InertClippingError,
     clipping_is_inert,
 )
-from flexent.models import build_char_tokenizer, build_tiny_qwen2
+from tiny_support import tiny_model
 
 
 def _reward(completions, **kwargs):
@@ -98,9 +98,8 @@ def _loss_and_grads(trainer, inputs):
 
 @pytest.fixture(scope="module")
 def tiny():
-    tokenizer = build_char_tokenizer("0123456789+-*=")
-    model = build_tiny_qwen2(tokenizer, hidden_size=32, num_layers=1, num_heads=2, seed=0)
-    return tokenizer, model
+    """conftest's ``(model, tokenizer)`` over the arithmetic characters only."""
+    return tiny_model("0123456789+-*=")
 
 
 @pytest.mark.parametrize(
@@ -115,7 +114,7 @@ def tiny():
     ],
 )
 def test_parity_with_trl_dapo(tmp_path, tiny, strategy, thresholds, eps, eps_high):
-    tokenizer, model = tiny
+    model, tokenizer = tiny
     native = _make(
         tmp_path / "n",
         _trl_cls(),
@@ -150,7 +149,7 @@ def _trl_cls():
 
 
 def test_inert_clipping_warns_and_errors(tmp_path, tiny):
-    tokenizer, model = tiny
+    model, tokenizer = tiny
     with pytest.warns(UserWarning, match="steps_per_generation"):
         _make(tmp_path / "w", FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,
               steps_per_generation=None, gradient_accumulation_steps=2,
@@ -168,7 +167,7 @@ def test_inert_clipping_warns_and_errors(tmp_path, tiny):
 
 
 def test_rejects_trl_only_loss_types(tmp_path, tiny):
-    tokenizer, model = tiny
+    model, tokenizer = tiny
     with pytest.raises(ValueError, match="loss_type='cispo'"):
         _make(
             tmp_path / "c", FlexentGRPOTrainer, copy.deepcopy(model), tokenizer, loss_type="cispo"
@@ -176,7 +175,7 @@ def test_rejects_trl_only_loss_types(tmp_path, tiny):
 
 
 def test_trl_clip_settings_flexent_does_not_apply_are_refused_or_warned(tmp_path, tiny):
-    tokenizer, model = tiny
+    model, tokenizer = tiny
     for i, (kwargs, match) in enumerate(
         [({"importance_sampling_level": "sequence"}, "gspo"), ({"delta": 3.0}, "clip_c")]
     ):
@@ -190,7 +189,7 @@ def test_trl_clip_settings_flexent_does_not_apply_are_refused_or_warned(tmp_path
 
 def test_dynamic_thresholds_reach_the_loss(tmp_path, tiny):
     """With `dynamic` weights the per-token eps are the implicit-mode closed form on p_old."""
-    tokenizer, model = tiny
+    model, tokenizer = tiny
     trainer = _make(tmp_path, FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,
                     entropy_control=EntropyControl(strategy="dynamic",
                                                    thresholds={"mode": "implicit"}))  # fmt: skip
@@ -206,7 +205,7 @@ def test_dynamic_thresholds_reach_the_loss(tmp_path, tiny):
 
 def test_entropy_bonus_subtracts_the_token_mean_entropy(tmp_path, tiny):
     """entropy_coef c: with bnpo (token-mean) normalisation, loss(c) = loss(0) - c * mean H."""
-    tokenizer, model = tiny
+    model, tokenizer = tiny
     inputs = _batch(tokenizer, model)
     losses = {}
     for coef in (0.0, 0.5):
@@ -232,7 +231,7 @@ def test_entropy_bonus_subtracts_the_token_mean_entropy(tmp_path, tiny):
 def test_rollout_second_term_matches_the_softmax_by_hand(tmp_path, tiny):
     """log_pred_dh_full: pi_old's sum_x p^2 (ln p + H) per completion token, from one extra
     forward, at the sampling temperature (TRL's log-probs divide the logits by it)."""
-    tokenizer, model = tiny
+    model, tokenizer = tiny
     trainer = _make(tmp_path, FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,
                     temperature=0.7,
                     entropy_control=EntropyControl(log_pred_dh_full=True))  # fmt: skip
@@ -252,7 +251,7 @@ def test_rollout_second_term_matches_the_softmax_by_hand(tmp_path, tiny):
 def test_adaptive_entropy_coefficient_drives_the_bonus(tmp_path, tiny):
     """With adaptive_entropy the step's coefficient comes from the controller (observing the
     rollout entropy) instead of entropy_coef; the strategy's own bonus adds to it."""
-    tokenizer, model = tiny
+    model, tokenizer = tiny
     control = EntropyControl(entropy_coef=0.1, adaptive_entropy={"target": 0.5, "delta": 0.05})
     trainer = _make(tmp_path, FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,
                     entropy_control=control)  # fmt: skip
@@ -271,7 +270,7 @@ def test_adaptive_entropy_coefficient_drives_the_bonus(tmp_path, tiny):
 def test_entropy_gated_loss_gets_the_current_entropy(tmp_path, tiny):
     """archer (needs_entropy): the adapter passes the current policy's per-token entropy; the
     logged share of high-entropy tokens is 1 - quantile of each sequence's valid tokens."""
-    tokenizer, model = tiny
+    model, tokenizer = tiny
     control = EntropyControl(loss="archer", loss_params={"quantile": 0.5})
     trainer = _make(tmp_path, FlexentGRPOTrainer, copy.deepcopy(model), tokenizer,
                     entropy_control=control)  # fmt: skip

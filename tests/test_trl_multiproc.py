@@ -22,11 +22,10 @@ SCRIPT = textwrap.dedent(
     from transformers import TrainerCallback
     from trl import GRPOConfig
     from flexent.integrations.trl import EntropyControl, FlexentGRPOTrainer
-    from flexent.models import build_char_tokenizer, build_tiny_qwen2
+    from tiny_support import tiny_model  # tests/ is on PYTHONPATH
 
     out = sys.argv[1]
-    tok = build_char_tokenizer("0123456789+-*=")
-    model = build_tiny_qwen2(tok, hidden_size=32, num_layers=1, num_heads=2, seed=0)
+    model, tok = tiny_model("0123456789+-*=")
     rank = int(os.environ["RANK"])
 
     def reward(completions, **kw):  # differs within a group, so advantages are non-zero
@@ -64,7 +63,9 @@ SCRIPT = textwrap.dedent(
 def test_two_cpu_processes_agree(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    tests = os.path.dirname(os.path.abspath(__file__))
+    path = os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", PYTHONPATH=path)
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--master_port", "29533", str(script), str(tmp_path)],
