@@ -389,8 +389,30 @@ def test_committed_specs_expand_to_valid_runs(name):
     setup = spec.setup()
     runs = spec.runs(setup.overrides(Path("cache")) if setup else None)
     validate_runs(spec, runs)
-    expected = {"regime.yaml": 28, "replication.yaml": 45, "recheck.yaml": 9, "smollm2.yaml": 9}
+    expected = {
+        "regime.yaml": 28, "replication.yaml": 45, "recheck.yaml": 9, "smollm2.yaml": 9,
+        "smollm2_t1.yaml": 6,
+    }  # fmt: skip
     assert len(runs) == expected[name]
+
+
+def test_the_t1_spec_measures_the_smollm2_sweeps_first_steps():
+    """configs/sweeps/smollm2_t1.yaml says it runs the first 8 steps of smollm2.yaml's schedule
+    at temperature 1 without truncation: hold it to that."""
+    root = Path(__file__).parents[1] / "configs" / "sweeps"
+    main, t1 = load_spec(root / "smollm2.yaml"), load_spec(root / "smollm2_t1.yaml")
+    assert t1.base == main.base and t1.seeds == main.seeds
+    for key in ("model.path", "trainer.learning_rate", "entropy_control.log_pred_dh_full"):
+        assert t1.overrides[key] == main.overrides[key], key
+    assert (t1.overrides["trainer.temperature"], t1.overrides["trainer.top_p"]) == (1.0, 1.0)
+    assert t1.overrides["trainer.top_k"] == 0
+    for arm in ("static", "id"):
+        assert (
+            t1.groups[arm]["entropy_control.strategy"]
+            == main.groups[arm]["entropy_control.strategy"]
+        )
+        total = t1.groups[arm]["entropy_control.strategy_params"]["total_steps"]
+        assert total == main.overrides["trainer.max_steps"]
 
 
 def test_the_recheck_spec_repeats_the_replication_on_other_seeds():
