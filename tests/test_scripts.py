@@ -86,3 +86,27 @@ def test_rescore_samples_names_a_bad_line(tmp_path):
     path.write_text('{"benchmark": "b"}\n')
     with pytest.raises(SystemExit, match=r"samples.jsonl:1: missing \['answer', 'scores'"):
         _load("rescore_samples").main([str(path), "--reward", "math"])
+
+
+def test_grad_norm_table_by_hand(tmp_path, capsys):
+    """10 steps each; early = first 10 % = step 1. Seed 1: norms 4, 4, 0.5, 4, 4, 0.9, 4, 4,
+    4, 0.5 -> early median 4, threshold 0.25 x 4 = 1: 3 of 10 steps below (0.30); second-half
+    median of (0.9, 4, 4, 4, 0.5) = 4 -> late/early 1.00. Seed 2: norms 2 then nine 1.0 ->
+    threshold 0.5: none below (0.00); late/early 0.50. zero-adv: means 0.2 and 0.4.
+    Arm a: vanishing 0.15, late/early 0.75, zero-adv 0.30; b: one seed, 0, 1, 0.
+    Difference a - b: one-seed baseline -> no interval."""
+    s1 = [4, 4, 0.5, 4, 4, 0.9, 4, 4, 4, 0.5]
+    s2 = [2.0] + [1.0] * 9
+    _run(tmp_path, "a", 1, [{"train/grad_norm": g, "frac_reward_zero_std": 0.2} for g in s1])
+    _run(tmp_path, "a", 2, [{"train/grad_norm": g, "frac_reward_zero_std": 0.4} for g in s2])
+    _run(tmp_path, "b", 1, [{"train/grad_norm": 1.0, "frac_reward_zero_std": 0.0}] * 10)
+    grad = _load("grad_norm_table")
+    assert grad.main([str(tmp_path), "--baseline", "b"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    a = lines[2].split(" | ")
+    assert a[0] == "| a" and a[1] == "2"
+    assert a[2].startswith("0.15 [") and a[3].startswith("0.75 [") and a[4].startswith("0.30 [")
+    assert a[5].startswith("0.15") and a[6].startswith("-0.25")
+    assert lines[3].split(" | ")[2:5] == ["0.00 (n=1)", "1.00 (n=1)", "0.00 (n=1)"]
+    with pytest.raises(SystemExit, match="baseline 'zz'"):
+        grad.main([str(tmp_path), "--baseline", "zz"])
