@@ -256,19 +256,25 @@ def _section(title: str) -> str:
 
 
 def test_metrics_doc_lists_every_control_key_exactly():
-    """docs/metrics.md's strategy section lists exactly the control/* keys the strategies emit."""
-    from flexent.strategies import get_strategy, list_strategies
+    """docs/metrics.md's strategy section lists exactly the control/* keys the step controller
+    emits (the strategies' own, the adaptive coefficient's, its step and total bonus)."""
+    from flexent.control import EntropyControl, StepController
+    from flexent.strategies import list_strategies
 
+    controls = [EntropyControl(strategy=name) for name in list_strategies()]
+    controls.append(
+        EntropyControl(
+            strategy="target", strategy_params={"actuator": "cascade", "bonus_max": 0.01}
+        )
+    )
+    controls.append(EntropyControl(entropy_coef=0.01, adaptive_entropy={"target": 0.2}))
     emitted: set[str] = set()
-    strategies = [get_strategy(name, total_steps=10) for name in list_strategies()]
-    strategies.append(get_strategy("target", total_steps=10, actuator="cascade", bonus_max=0.01))
-    for strategy in strategies:
+    for control in controls:
+        c = StepController(control, total_steps=10)
         for step, entropy in enumerate([1.0, 0.9, 0.1, 0.05, 2.0]):
-            strategy.weights(step, entropy=entropy)
-            emitted |= set(strategy.metrics())
-    from flexent.strategies.adaptive import AdaptiveEntropyCoef  # the adaptive bonus controller
-
-    emitted |= set(AdaptiveEntropyCoef().metrics())
+            c.observe_entropy(entropy)
+            c.begin_step(step)
+            emitted |= set(c.metrics())
     assert _table_keys(_section("## Strategy control")) == emitted
 
 
