@@ -89,7 +89,7 @@ def test_parquet(tmp_path):
 
     path = tmp_path / "rows.parquet"
     pq.write_table(pa.table({"question": ["a?", "b?"], "final_answer": ["1", ""]}), path)
-    with pytest.raises(DataError, match=r"rows\.parquet row 1: field 'final_answer' is empty"):
+    with pytest.raises(DataError, match=r"rows\.parquet row 2: field 'final_answer' is empty"):
         load_prompts(path)
     rows = load_prompts(path, on_error="skip")
     assert [(r["prompt"], r["answer"]) for r in rows] == [("a?", "1")]
@@ -248,17 +248,17 @@ def test_dotted_paths_and_their_errors(tmp_path):
     assert rows[0]["extra_info"] == {"index": rows[0]["answer"]}  # a nested field stays
     with pytest.raises(
         DataError,
-        match=r"dapo-math-17k\.parquet row 0: missing answer field 'reward_model\.answer': "
+        match=r"dapo-math-17k\.parquet row 1: missing answer field 'reward_model\.answer': "
         r"'reward_model' has no 'answer' \(it has \['ground_truth', 'style'\]\)",
     ):
         load_prompts(path, answer_field="reward_model.answer")
-    with pytest.raises(DataError, match=r"row 0: missing answer field 'ability\.x': 'ability' is "
+    with pytest.raises(DataError, match=r"row 1: missing answer field 'ability\.x': 'ability' is "
                        r"a str, not an object"):  # fmt: skip
         load_prompts(path, answer_field="ability.x")
-    with pytest.raises(DataError, match=r"row 0: missing prompt field 'question\.text': row has "
+    with pytest.raises(DataError, match=r"row 1: missing prompt field 'question\.text': row has "
                        r"no 'question'"):  # fmt: skip
         load_prompts(path, prompt_field="question.text")
-    with pytest.raises(DataError, match=r"row 0: field 'reward_model' must be a string or number"):
+    with pytest.raises(DataError, match=r"row 1: field 'reward_model' must be a string or number"):
         load_prompts(path, answer_field="reward_model")
 
 

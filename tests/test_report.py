@@ -187,11 +187,14 @@ def test_report_cli(tmp_path, capsys):
 
 
 def test_missing_run_dir_is_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match="run directory not found"):
+    from flexent.report.runs import RunDirError
+
+    with pytest.raises(RunDirError, match="run directory not found"):
         make_report([tmp_path / "nope"], tmp_path / "out")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"has no metrics\.jsonl"):
+    with pytest.raises(RunDirError, match=r"has no metrics\.jsonl"):
         make_report([tmp_path / "empty"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_exact_region_figures_appear_only_when_logged(tmp_path):

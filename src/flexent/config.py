@@ -15,6 +15,7 @@ import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,74 @@ from flexent.thresholds import DynamicThresholds
 
 class ConfigError(UserError):
     """A configuration problem; the message names the key and, when known, the file."""
+
+
+def read_yaml(path: str | Path, *, error: type[UserError] = ConfigError) -> Any:
+    """The YAML document of ``path`` (PyYAML's safe loader), refusing what YAML parsers let
+    through or report over several lines, each as one-line ``error`` naming the file:
+
+    - a key given twice in one mapping (PyYAML and OmegaConf silently keep the last: two
+      sweep arms of the same name became one): the dotted key and both lines;
+    - a file that is not UTF-8 text (a binary file), with the offending byte;
+    - a syntax error, with its line and column.
+
+    An empty file is ``None``.
+    """
+    import yaml
+
+    file = Path(path)
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        bad = err.object[err.start : err.start + 1]
+        raise error(
+            f"{file}: not a YAML text file (byte {err.start} is {bad!r}, not UTF-8)"
+        ) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_duplicate_keys(node, file, error)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise error(f"{_yaml_where(file, err)}: invalid YAML ({_yaml_problem(err)})") from None
+
+
+def _check_duplicate_keys(node: Any, file: Path, error: type[UserError], prefix: str = "") -> None:
+    import yaml
+
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicate_keys(item, file, error, f"{prefix}[{i}]")
+        return
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+        line = key_node.start_mark.line + 1
+        if key_node.value in seen:
+            raise error(
+                f"{file}:{line}: invalid YAML: key {key!r} is given twice (lines "
+                f"{seen[key_node.value]} and {line}); YAML would silently keep only the last"
+            )
+        seen[key_node.value] = line
+        _check_duplicate_keys(value_node, file, error, key)
+
+
+def _yaml_where(file: Path, err: Any) -> str:
+    mark = getattr(err, "problem_mark", None)
+    return f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
+
+
+def _yaml_problem(err: Any) -> str:
+    """A YAML error's problem in one line (``str(err)`` spans several, with marks)."""
+    problem = getattr(err, "problem", None)
+    if problem:
+        context = getattr(err, "context", None)
+        return f"{context}: {problem}" if context else str(problem)
+    return " ".join(str(err).split())
 
 
 @dataclass
@@ -184,22 +253,38 @@ def load_config(
 ) -> FlexentConfig:
     """Defaults <- YAML file ``path`` (optional) <- dotted ``overrides`` -> validated config;
     ``trainer_check`` validates the ``trainer`` section (the engine's fields)."""
-    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     where = f" in {path}" if path else ""
+
+    def merged(cfg: Any, load: Callable[[], Any], source: str) -> Any:
+        """``cfg`` merged with ``load()``; an OmegaConf error names the key and ``source``
+        (the file, or the override that set the key)."""
+        try:
+            return _merge(cfg, load())
+        except OmegaConfBaseException as err:
+            key = getattr(err, "full_key", None)
+            msg = str(err).splitlines()[0]
+            raise ConfigError(f"config key {key!r}{source}: {msg}") from None
+
+    cfg = OmegaConf.structured(FlexentConfig)
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"config file not found: {path}")
+        data = read_yaml(path)
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(
+                f"{path}: a config file must be a mapping of sections (model:, data:, reward:, "
+                f"trainer:, ...), not a {type(data).__name__}"
+            )
+        cfg = merged(cfg, partial(OmegaConf.load, path), where)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+    for item in overrides:  # one at a time: a later threshold side replaces an earlier one
+        cfg = merged(cfg, partial(OmegaConf.from_dotlist, [item]), f" (override {item})")
     try:
-        cfg = OmegaConf.structured(FlexentConfig)
-        if path is not None:
-            if not Path(path).is_file():
-                raise ConfigError(f"config file not found: {path}")
-            cfg = _merge(cfg, OmegaConf.load(path))
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r} must look like key.sub=value")
-        for item in overrides:  # one at a time: a later threshold side replaces an earlier one
-            cfg = _merge(cfg, OmegaConf.from_dotlist([item]))
         missing = sorted(OmegaConf.missing_keys(cfg))
         if missing:
             raise ConfigError(f"required config keys not set{where}: {', '.join(missing)}")
@@ -208,8 +293,6 @@ def load_config(
         key = getattr(err, "full_key", None)
         msg = str(err).splitlines()[0]
         raise ConfigError(f"config key {key!r}{where}: {msg}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"invalid YAML{where}: {err}") from None
     assert isinstance(obj, FlexentConfig)
     try:
         validate(obj, where=where, trainer_check=trainer_check)

@@ -32,11 +32,22 @@ def _labelled(item: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from flexent.errors import UserError, one_line_warnings
     from flexent.report import make_report
 
-    report = make_report(
-        args.run_dirs, args.out, eval_results=[_labelled(x) for x in args.eval_results]
-    )
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"flexent report: --out {args.out} is a file, not a folder", file=sys.stderr)
+        return 2
+    try:
+        with one_line_warnings("flexent report"):
+            report = make_report(
+                args.run_dirs, args.out, eval_results=[_labelled(x) for x in args.eval_results]
+            )
+    except UserError as err:  # every run is read before anything is written
+        print(f"flexent report: {err}", file=sys.stderr)
+        return 2
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote {len(report.figures)} figures and {report.report}")

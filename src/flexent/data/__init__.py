@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +65,12 @@ class LoadReport:
 
 
 class Prompts(list):
-    """The rows of ``load_prompts`` (a plain ``list[dict]``) plus ``.report``."""
+    """The rows of ``load_prompts`` (a plain ``list[dict]``) plus ``.report`` and ``.where``:
+    each row's origin (``file.jsonl:12``, ``file.parquet row 3``, ``countdown (train) row 5``;
+    counted from 1) for messages about a row."""
 
     report: LoadReport
+    where: list[str]
 
 
 def load_prompts(
@@ -131,10 +135,11 @@ def load_prompts(
         )
         for row in rows:
             row["prompt"] = fmt(row["prompt"])
+        where = [f"{name} ({split or 'train'}) row {i}" for i in range(1, len(rows) + 1)]
     else:
         records, defaults = _records(name, split, data_dir)
         fields = (prompt_field or defaults[0], answer_field or defaults[1])
-        rows = _build_rows(records, fields, fmt, max_samples, on_error, report)
+        rows, where = _build_rows(records, fields, fmt, max_samples, on_error, report)
     report.n_rows = len(rows)
     if report.n_skipped:
         logger.warning(
@@ -146,6 +151,7 @@ def load_prompts(
         )
     out = Prompts(rows)
     out.report = report
+    out.where = where
     return out
 
 
@@ -164,7 +170,26 @@ def _records(
         return read_file(path), (None, None)
     if path.suffix.lower() in FILE_SUFFIXES:
         raise DataError(f"data file not found: {path}")
+    if not path.is_dir() and not hub_name(name):
+        raise DataError(
+            f"unknown data source {name!r}: not a file, a local dataset directory, a built-in "
+            f"benchmark ({', '.join(sorted(BENCHMARKS))}) or a procedural task "
+            f"({', '.join(sorted(TASKS))}); a Hugging Face hub dataset is named owner/name"
+        )
     return read_hf(name, split), (None, None)
+
+
+def hub_name(name: str) -> bool:
+    """Whether ``name`` asks for a Hugging Face hub dataset: ``owner/name``, neither part a
+    local path (``./x``, ``~/x``, ``/x``, a folder that exists here). Anything else that is
+    not a local file or folder fails at once instead of waiting on hub retries.
+
+    >>> hub_name("BytedTsinghua-SIA/DAPO-Math-17k"), hub_name("nosuchbench"), hub_name("./a/b")
+    (True, False, False)
+    """
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name):
+        return False
+    return not Path(name.split("/")[0]).is_dir()
 
 
 def _build_rows(
@@ -174,17 +199,20 @@ def _build_rows(
     max_samples: int | None,
     on_error: str,
     report: LoadReport,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows built from ``records`` and each one's origin."""
     rows: list[dict[str, Any]] = []
+    origins: list[str] = []
     for where, record in records:
         if max_samples is not None and len(rows) >= max_samples:
             break
         try:
             rows.append(build_row(record, fields, fmt))
+            origins.append(where)
         except DataError as e:
             if on_error == "raise":
                 raise DataError(f"{where}: {e}") from None
             report.n_skipped += 1
             if len(report.problems) < _MAX_REPORTED:
                 report.problems.append(f"{where}: {e}")
-    return rows
+    return rows, origins

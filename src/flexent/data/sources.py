@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flexent.errors import UserError
+from flexent.errors import UserError, json_error
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 DATA_DIR_ENV = "FLEXENT_DATA_DIR"
@@ -94,21 +94,22 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
             if not line.strip():
                 continue
             try:
-                yield f"{path}:{lineno}", json.loads(line)
+                yield f"{path}:{lineno}", json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as e:
-                yield f"{path}:{lineno}", DataError(f"invalid JSON ({e.msg} at column {e.colno})")
+                problem = json_error(path, e, line=lineno).split(": ", 1)[1]
+                yield f"{path}:{lineno}", DataError(problem)
 
 
 def _read_json(path: Path) -> Iterator[Record]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from e
+        raise DataError(json_error(path, e)) from None
     if not isinstance(data, list):
         raise DataError(
             f"{path}: a .json file must hold a list of objects, got {type(data).__name__}"
         )
-    for i, row in enumerate(data):
+    for i, row in enumerate(data, start=1):
         yield f"{path} row {i}", row
 
 
@@ -118,7 +119,7 @@ def _read_parquet(path: Path) -> Iterator[Record]:
     except ImportError as e:
         raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from e
     table = pq.read_table(path)
-    for i, row in enumerate(table.to_pylist()):
+    for i, row in enumerate(table.to_pylist(), start=1):
         yield f"{path} row {i}", row
 
 
@@ -137,5 +138,5 @@ def read_hf(name: str, split: str | None) -> Iterator[Record]:
             f"({sorted(BENCHMARKS)}, countdown, arithmetic), and loading it as a Hugging Face "
             f"dataset (split {split!r}) failed: {type(e).__name__}: {e}"
         ) from e
-    for i, row in enumerate(ds):
+    for i, row in enumerate(ds, start=1):
         yield f"{name}[{split}] row {i}", row

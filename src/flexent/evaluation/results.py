@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flexent.errors import UserError, json_error
 from flexent.evaluation.metrics import (
     MajorityVote,
     bootstrap_interval,
@@ -211,19 +212,27 @@ def intervals_table(results: Mapping[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+class ResultsError(UserError):
+    """A ``results.json`` that is missing or not one of ``flexent eval``'s; names the file."""
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
     """Read a ``results.json`` written by :func:`write_results`, checking its shape."""
     file = Path(path)
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"eval results file not found: {file}") from None
-    except ValueError as err:
-        raise ValueError(f"{file}: not valid JSON ({err})") from err
+        raise ResultsError(f"eval results file not found: {file}") from None
+    except json.JSONDecodeError as err:
+        raise ResultsError(json_error(file, err)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ResultsError(f"{file}: cannot read it as JSON text ({err})") from None
     if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
-        raise ValueError(f"{file}: not a flexent eval results file (format {RESULTS_FORMAT!r})")
+        raise ResultsError(f"{file}: not a flexent eval results file (format {RESULTS_FORMAT!r})")
     for name, bench in data.get("benchmarks", {}).items():
-        for i, p in enumerate(bench.get("problems", [])):
+        for i, p in enumerate(bench.get("problems", []), start=1):
             if not (isinstance(p.get("n"), int) and isinstance(p.get("correct"), int)):
-                raise ValueError(f"{file}: benchmark {name!r} problem {i} lacks integer n/correct")
+                raise ResultsError(
+                    f"{file}: benchmark {name!r} problem {i} lacks integer n/correct"
+                )
     return data

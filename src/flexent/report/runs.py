@@ -18,11 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flexent.errors import UserError
+from flexent.errors import UserError, json_error
 from flexent.evaluation.results import load_results
 
 
-class MetricsFormatError(UserError):
+class RunDirError(UserError):
+    """Not a readable run directory: missing, no ``metrics.jsonl``, a file that does not parse;
+    the message names the path (and line)."""
+
+
+class MetricsFormatError(RunDirError):
     """A malformed metrics file; the message names the file and the line."""
 
 
@@ -72,15 +77,17 @@ def metrics_lines(
     """``(raw line, parsed object)`` of every non-blank line of a metrics file, with the
     torn-last-line rule of :func:`read_metrics` (the dropped line is not returned)."""
     file = Path(path)
-    lines = [
-        (n, line.rstrip("\n"))
-        for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1)
-        if line.strip()
-    ]
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise MetricsFormatError(
+            f"{file}: not a text file (byte {err.start} is not UTF-8)"
+        ) from None
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     out = []
     for i, (lineno, line) in enumerate(lines):
         try:
-            obj = _parse_line(line, f"{file}:{lineno}")
+            obj = _parse_line(line, file, lineno)
         except MetricsFormatError:
             if i == len(lines) - 1 and not _is_json(line):
                 if notes is not None:
@@ -99,11 +106,12 @@ def _is_json(line: str) -> bool:
     return True
 
 
-def _parse_line(line: str, where: str) -> dict[str, Any]:
+def _parse_line(line: str, file: Path, lineno: int) -> dict[str, Any]:
+    where = f"{file}:{lineno}"
     try:
         obj = json.loads(line)
-    except ValueError as err:
-        raise MetricsFormatError(f"{where}: invalid JSON ({err})") from err
+    except json.JSONDecodeError as err:
+        raise MetricsFormatError(json_error(file, err, line=lineno)) from None
     if not isinstance(obj, dict):
         raise MetricsFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     step = obj.get("step")
@@ -124,12 +132,10 @@ def read_strategy(config_path: Path) -> str | None:
     """``entropy_control.strategy`` from a run's ``config.yaml`` (None if absent)."""
     if not config_path.is_file():
         return None
-    import yaml
+    # (lazy: flexent.config imports torch)
+    from flexent.config import read_yaml
 
-    try:
-        cfg = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ValueError(f"{config_path}: not valid YAML ({err})") from err
+    cfg = read_yaml(config_path, error=RunDirError)
     section = cfg.get("entropy_control") if isinstance(cfg, dict) else None
     strategy = section.get("strategy") if isinstance(section, dict) else None
     return str(strategy) if strategy else None
@@ -141,10 +147,11 @@ def load_run(
     """Load a run directory; ``metrics.jsonl`` is required, the rest optional."""
     path = Path(run_dir)
     if not path.is_dir():
-        raise FileNotFoundError(f"run directory not found: {path}")
+        what = "is a file, not a run directory" if path.exists() else "run directory not found"
+        raise RunDirError(f"{path}: {what}" if path.exists() else f"{what}: {path}")
     metrics = path / "metrics.jsonl"
     if not metrics.is_file():
-        raise FileNotFoundError(f"{path} has no metrics.jsonl (is it a flexent run directory?)")
+        raise RunDirError(f"{path} has no metrics.jsonl (is it a flexent run directory?)")
     results = path / "eval" / "results.json"
     train_eval = path / "eval.json"
     return Run(
@@ -160,6 +167,8 @@ def load_run(
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    except json.JSONDecodeError as err:
+        raise RunDirError(json_error(path, err)) from None
+    except UnicodeDecodeError:
+        raise RunDirError(f"{path}: not a JSON text file (not UTF-8)") from None
     return data if isinstance(data, dict) else None

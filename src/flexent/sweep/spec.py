@@ -149,15 +149,13 @@ class SweepSpec:
 
 def load_spec(path: str | Path, *, out: str | Path | None = None) -> SweepSpec:
     """Read and validate the spec file ``path`` (``out`` overrides its ``out``)."""
-    import yaml
+    # (lazy: flexent.config imports torch, which `flexent --help` never needs)
+    from flexent.config import read_yaml
 
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"sweep spec not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise SpecError(f"{path}: invalid YAML ({err})") from None
+    raw = read_yaml(path, error=SpecError)  # duplicate keys (two arms of one name) refused
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a sweep spec is a mapping of {list(SPEC_KEYS)}")
     unknown = sorted(set(raw) - set(SPEC_KEYS))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flexent.errors import UserError
+from flexent.errors import UserError, json_error
 from flexent.integrations.trl.trainer import STATE_FILE
 
 
@@ -39,4 +39,4 @@ def check_checkpoint(ckpt: Path) -> None:
         try:
             json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+            raise UserError(json_error(path, err)) from None
