@@ -151,7 +151,7 @@ def test_eval_mistakes_are_one_line_before_the_model_loads(
         json.dumps({"prompt": "3 4>7=", "answer": "3+4", "numbers": [3, 4]}) + "\n"
     )
     msg = _fails(capsys, [*base, "-b", str(no_target), "--reward", "countdown"])
-    assert "problem 0 lacks the column(s) ['target']" in msg
+    assert f"{no_target}:1: lacks the column(s) ['target']" in msg  # rows counted from 1
     msg = _fails(capsys, [*base, "-b", str(FIXTURE), "--reward-param", "nope=1"])
     assert "--reward-param for 'math'" in msg and "nope" in msg
     assert not (tmp_path / "o").exists()  # nothing written by any of them

@@ -254,6 +254,14 @@ COMPLEXITY = [
     (r"9^{9999999}", (1, 1, 7)),
     (r"e^{0.1234567}", (1, 1, 1)),  # decimals are no integer exponent
     ("(" * 100 + "1" + ")" * 100, (100, 0, 0)),
+    # (..., factorial): the largest integer under ! or a binomial's top; != is no factorial
+    (r"\binom{200000}{100000}", (1, 0, 0, 200000)),
+    (r"\dbinom{ 12 }{5}", (1, 0, 0, 12)),
+    (r"200000 \choose 100000", (0, 0, 0, 200000)),
+    (r"300000!", (0, 0, 0, 300000)),
+    (r"(200000)!", (1, 0, 0, 200000)),
+    (r"3! + 5!", (0, 0, 0, 5)),
+    (r"x != 300000", (0, 0, 0, 0)),
 ]
 
 
@@ -285,6 +293,9 @@ HOSTILE_MATH = [
     (r"9^9^9", "too_complex"),
     (r"9**9**9", "too_complex"),
     (r"9^{9999999}", "too_complex"),  # a 7-digit exponent
+    (r"\binom{200000}{100000}", "too_complex"),  # sympy computed it exactly: 1.7-5 s
+    (r"300000!", "too_complex"),  # 0.5-1.2 s
+    (r"(200000)!", "too_complex"),
     (r"(lambda: 12)()", "not_math"),  # math-verify would read the 12
     (r"__import__('os').getpid()", "not_math"),
     (r"x^{__class__}", "not_math"),
@@ -309,6 +320,8 @@ ORDINARY_MATH = [
     r"\text{undefined}",  # "def" inside a word
     r"\left[ \frac{\pi^2}{8}, \frac{5 \pi^2}{4} \right]",
     r"2^{2023}",
+    r"2023!",
+    r"\binom{10}{3}",
 ]
 
 
@@ -330,6 +343,11 @@ def test_limits_rise_to_the_gold_answers_complexity():
     # the limits are parameters
     lenient = MathReward(pool=pool, max_nesting=100, max_power_depth=3, max_exponent_digits=9)
     assert lenient.score(r"\boxed{9^{9^{9}}}", {"answer": "1"}).info["reason"] == "verified"
+    # a gold that is itself a large factorial raises the factorial limit to its own
+    assert reward.score(r"\boxed{20000!}", {"answer": "20000!"}).info["reason"] == "exact_match"
+    assert reward.score(r"\boxed{(20000)!}", {"answer": "20000!"}).info["reason"] == "verified"
+    strict = MathReward(pool=pool, max_factorial=10)
+    assert strict.score(r"\boxed{11!}", {"answer": "1"}).info["reason"] == "too_complex"
 
 
 def test_trl_call_logs_the_timeout_fraction():

@@ -191,6 +191,24 @@ def test_run_with_timeout_kills_and_reports_errors():
         pool.close()
 
 
+def test_prestart_starts_a_worker_in_the_background():
+    """warm_up (at start-up) starts the checker process at once, in a thread, so the first
+    batch does not wait for its imports; a second call starts no second worker."""
+    pool = WorkerPool(max_workers=2)  # no preload: starts fast
+    try:
+        MathReward(pool=pool).warm_up()
+        pool.prestart()
+        deadline = time.monotonic() + 60
+        while not pool._idle and time.monotonic() < deadline:  # a hang guard only
+            time.sleep(0.05)
+        assert len(pool._idle) == 1 and pool._busy == 0 and pool._starting == 0
+        worker = pool._idle[0]
+        assert run_with_timeout(abs, (-3,), timeout=5.0, pool=pool) == 3
+        assert pool._idle == [worker]  # the call used the prestarted worker
+    finally:
+        pool.close()
+
+
 def test_get_reward_builds_math():
     reward = get_reward("math", timeout=2.0, number_fallback=True)
     assert isinstance(reward, MathReward) and reward.timeout == 2.0

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flexent.errors import UserError
+from flexent.errors import UserError, one_line_warnings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -138,14 +138,15 @@ def run(args: argparse.Namespace) -> int:
     """Check everything that needs no model (output folder, flags, benchmarks, rewards and
     their columns), load the model, then generate benchmark by benchmark, appending every
     scored problem to ``samples.jsonl`` as it goes."""
-    try:
-        checked = _check(args)
-    except (UserError, SystemExit) as err:
-        return fail(str(err).removeprefix("flexent eval: "))
-    try:
-        return _evaluate(args, *checked)
-    except UserError as err:
-        return fail(str(err))
+    with one_line_warnings("flexent eval"):
+        try:
+            checked = _check(args)
+        except (UserError, SystemExit) as err:
+            return fail(str(err).removeprefix("flexent eval: "))
+        try:
+            return _evaluate(args, *checked)
+        except UserError as err:
+            return fail(str(err))
 
 
 def _check(args: argparse.Namespace) -> tuple[Any, list[int] | None, dict[str, Any], list[Any]]:
@@ -160,6 +161,8 @@ def _check(args: argparse.Namespace) -> tuple[Any, list[int] | None, dict[str, A
     ks = _check_ks(args.ks, args.samples)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.max_samples is not None and args.max_samples < 1:
+        raise UserError(f"--max-samples must be >= 1, got {args.max_samples}")
     try:
         sampling = SamplingConfig(
             args.temperature, args.top_p, args.top_k, args.max_new_tokens, args.seed
@@ -174,6 +177,15 @@ def _check(args: argparse.Namespace) -> tuple[Any, list[int] | None, dict[str, A
         max_samples=args.max_samples, instruction=args.instruction,
         system_prompt=args.system_prompt, data_dir=args.data_dir, task_params=task_params,
     )  # fmt: skip
+    for bench in benches:
+        if not bench.rows:
+            raise UserError(f"benchmark {bench.name} ({bench.source}): no problems")
+        if bench.inferred:
+            print(
+                f"flexent eval: {bench.name}: scored with the {bench.reward} reward "
+                f"({bench.inferred}; --reward to choose another)",
+                file=sys.stderr,
+            )
     rewards = [_reward(bench, params) for bench in benches]
     return sampling, ks, params, rewards
 
@@ -185,16 +197,16 @@ def _reward(bench: Any, params: dict[str, Any]) -> Any:
         reward = get_reward(bench.reward, **params)
     except (TypeError, ValueError) as err:  # an unknown keyword, an unknown reward
         raise UserError(f"--reward-param for {bench.reward!r}: {err}") from None
-    missing_of = getattr(reward, "missing_columns", None)
-    if missing_of is None:
-        return reward
+    problem_of = getattr(reward, "row_problem", None)
+    where = getattr(bench.rows, "where", None)
     for i, row in enumerate(bench.rows):
-        missing = missing_of(row)
-        if missing:
-            raise UserError(
-                f"benchmark {bench.name} ({bench.source}): problem {i} lacks the column(s) "
-                f"{missing} that reward {bench.reward!r} reads; it has {sorted(row)}"
-            )
+        problem = problem_of(row) if problem_of is not None else None
+        if problem:
+            at = where[i] if where else f"problem {i + 1}"
+            raise UserError(f"benchmark {bench.name} ({bench.source}): {at}: {problem}")
+    warm_up = getattr(reward, "warm_up", None)
+    if callable(warm_up):
+        warm_up()  # start the reward's checker now, while the model loads
     return reward
 
 
@@ -229,6 +241,7 @@ def _evaluate(
         system_prompt=args.system_prompt, data_dir=args.data_dir,
         task_params=task_params,
     )  # fmt: skip
+    _warn_long_prompts(generator, benches, args.max_new_tokens)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     samples_path = out / "samples.jsonl"
@@ -273,6 +286,23 @@ def _evaluate(
     print(results_table(results), end="")
     print(f"wrote {json_path}, {md_path} and {samples_path}")
     return 0
+
+
+def _warn_long_prompts(generator: Any, benches: list[Any], max_new_tokens: int) -> None:
+    """One warning when prompts plus ``--max-new-tokens`` exceed the model's context (the
+    transformers backend; vLLM checks its own), as ``flexent train`` warns."""
+    from flexent.evaluation.generation import context_overflow
+
+    model = getattr(generator, "model", None)
+    prompts = [row["prompt"] for bench in benches for row in bench.rows]
+    found = context_overflow(generator.tokenizer, model, prompts, max_new_tokens)
+    if found is not None:
+        print(
+            f"flexent eval: warning: {found.describe('--max-new-tokens')}; such generations "
+            "are far slower and run at positions the model was not trained on: lower "
+            "--max-new-tokens or evaluate shorter prompts",
+            file=sys.stderr,
+        )
 
 
 def _choose_chat(choice: str, tokenizer: Any) -> bool:

@@ -73,6 +73,45 @@ def render_prompt(tokenizer: Any, prompt: Prompt) -> tuple[str, bool]:
     return str(text), True
 
 
+@dataclass(frozen=True)
+class Overflow:
+    """Prompts that do not fit a model's context with the completion (:func:`context_overflow`)."""
+
+    over: int  # prompts that do not fit
+    total: int
+    longest: int  # tokens of the longest prompt
+    completion: int
+    context: int
+
+    def describe(self, completion_setting: str) -> str:
+        """One sentence, naming the completion length by ``completion_setting``."""
+        return (
+            f"{self.over} of {self.total} prompts do not fit the model's context with the "
+            f"completion: longest prompt {self.longest} tokens + {completion_setting} "
+            f"{self.completion} > max_position_embeddings {self.context}"
+        )
+
+
+def context_overflow(
+    tokenizer: Any, model: Any, prompts: Sequence[Prompt], completion: int
+) -> Overflow | None:
+    """How many ``prompts`` (rendered as generation renders them) plus ``completion`` new
+    tokens exceed ``model.config.max_position_embeddings``; None when all fit or the model
+    does not say its context. Such generations are far slower and run at positions the
+    model was not trained on."""
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(context, int) or not prompts:
+        return None
+    lengths = []
+    for prompt in prompts:
+        text, templated = render_prompt(tokenizer, prompt)
+        lengths.append(len(tokenizer(text, add_special_tokens=not templated)["input_ids"]))
+    over = sum(n + completion > context for n in lengths)
+    if not over:
+        return None
+    return Overflow(over, len(lengths), max(lengths), completion, context)
+
+
 class TransformersGenerator:
     """Batched sampling with ``model.generate`` (CPU or GPU), left padding.
 

@@ -8,12 +8,12 @@ procedural task spec) and are scored with the matching reward from :mod:`flexent
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flexent.data import BOXED_INSTRUCTION, TASKS, load_prompts
+from flexent.data import BENCHMARKS, BOXED_INSTRUCTION, TASKS, load_prompts
 from flexent.errors import UserError
 from flexent.evaluation.generation import (
     Generator,
@@ -31,12 +31,14 @@ TASK_REWARDS = {"countdown": "countdown", "arithmetic": "arithmetic"}
 
 @dataclass
 class Benchmark:
-    """A loaded benchmark: its display ``name``, where it came from, rows and reward name."""
+    """A loaded benchmark: its display ``name``, where it came from, rows and reward name;
+    ``inferred`` says why the reward was read off the rows' columns (else empty)."""
 
     name: str
     source: str
     rows: list[dict[str, Any]]
     reward: str
+    inferred: str = ""
 
 
 def reward_for(source: str) -> str:
@@ -46,6 +48,33 @@ def reward_for(source: str) -> str:
     ('math', 'countdown', 'math')
     """
     return TASK_REWARDS.get(source, "math")
+
+
+def infer_reward(rows: Sequence[Mapping[str, Any]], source: str) -> tuple[str, str]:
+    """``(reward name, why)`` for the rows of a file or dataset given without ``--reward``:
+    a procedural task's reward when every row says so (a ``task`` column, or countdown's
+    ``numbers`` and ``target``), else ``math``; rows that disagree are a UserError naming the
+    choices.
+
+    >>> infer_reward([{"numbers": [1, 2], "target": 3, "answer": "3"}], "cd.jsonl")[0]
+    'countdown'
+    >>> infer_reward([{"answer": "12"}], "gsm.jsonl")
+    ('math', '')
+    """
+    tasks = [TASK_REWARDS.get(str(r.get("task"))) for r in rows]
+    countdown = [all(c in r for c in ("numbers", "target")) for r in rows]
+    if rows and tasks[0] is not None and all(t == tasks[0] for t in tasks):
+        return tasks[0], f"its rows' task column says {tasks[0]}"
+    if rows and all(countdown):
+        return "countdown", "its rows have countdown's numbers and target columns"
+    if not any(countdown) and not any(tasks):
+        return "math", ""
+    from flexent.rewards import list_rewards
+
+    raise UserError(
+        f"{source}: cannot tell which reward scores its rows (some carry a task's columns, "
+        f"some do not); pass --reward, one of {list_rewards()} or a dotted import path"
+    )
 
 
 def split_for(source: str, split: str | None) -> str | None:
@@ -171,7 +200,8 @@ def load_benchmarks(
     task_params: dict[str, Any] | None = None,
 ) -> list[Benchmark]:
     """Rows of every source via ``load_prompts``, each with its reward name (``reward`` for all,
-    else :func:`reward_for`). Math-scored benchmarks get the ``\\boxed{}`` instruction unless
+    else :func:`reward_for`, and for a file or dataset :func:`infer_reward` from its
+    columns). Math-scored benchmarks get the ``\\boxed{}`` instruction unless
     ``instruction`` is given (``""``: none). ``task_params`` go to the procedural tasks
     (``countdown``, ``arithmetic``) as in a training config's ``data.params``: ``seed`` is the
     task seed, the rest the task's constructor arguments; a bad one is a UserError."""
@@ -184,26 +214,29 @@ def load_benchmarks(
         )
     benches: list[Benchmark] = []
     for source in sources:
-        reward_name = reward or reward_for(source)
+        procedural = {"seed": seed, "task_params": params} if str(source) in TASKS else {}
+        kwargs = dict(split=split_for(source, split), max_samples=max_samples,
+                      system_prompt=system_prompt, chat=chat, data_dir=data_dir, **procedural)  # fmt: skip
+        reward_name, why, rows = reward or reward_for(source), "", None
+        if reward is None and str(source) not in TASK_REWARDS and str(source) not in BENCHMARKS:
+            rows = _load(source, instruction, kwargs)  # a file or dataset: its columns may tell
+            reward_name, why = infer_reward(rows, str(source))
         text = instruction
         if text is None and reward_name == "math":
             text = BOXED_INSTRUCTION  # the math reward reads the last \boxed{}
-        procedural = {"seed": seed, "task_params": params} if str(source) in TASKS else {}
-        try:
-            rows = load_prompts(
-                source,
-                split=split_for(source, split),
-                max_samples=max_samples,
-                instruction=text or None,
-                system_prompt=system_prompt,
-                chat=chat,
-                data_dir=data_dir,
-                **procedural,
-            )
-        except ValueError as err:
-            if not procedural or isinstance(err, UserError):
-                raise
-            raise UserError(f"--task-param for {source}: {err}") from None
+        if rows is None or text != instruction:
+            rows = _load(source, text, kwargs)
         name = benchmark_name(source, [b.name for b in benches])
-        benches.append(Benchmark(name, source, list(rows), reward_name))
+        benches.append(Benchmark(name, source, rows, reward_name, why))
     return benches
+
+
+def _load(source: str, instruction: str | None, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """``load_prompts(source, instruction=..., **kwargs)``; a procedural task's bad parameter
+    is a UserError naming --task-param."""
+    try:
+        return load_prompts(source, instruction=instruction or None, **kwargs)
+    except ValueError as err:
+        if "task_params" not in kwargs or isinstance(err, UserError):
+            raise
+        raise UserError(f"--task-param for {source}: {err}") from None

@@ -55,6 +55,18 @@ class ArithmeticReward(Reward):
         self.answer_key, self.max_chars, self.max_digits = answer_key, max_chars, max_digits
         self.columns = (answer_key,)
 
+    def row_problem(self, row: Mapping[str, Any]) -> str | None:
+        """A missing answer column, or a gold answer that is not a number.
+
+        >>> ArithmeticReward().row_problem({"answer": "twelve"})
+        "column 'answer' must be a number (reward 'arithmetic'), got 'twelve'"
+        """
+        problem = super().row_problem(row)
+        if problem is None and _as_number(str(row[self.answer_key]), self.max_digits) is None:
+            gold = row[self.answer_key]
+            return f"column {self.answer_key!r} must be a number (reward {self.name!r}), got {gold!r:.80}"
+        return problem
+
     def score(self, completion: Any, example: Mapping[str, Any]) -> RewardResult:
         gold = _as_number(str(require(example, self.answer_key, self.name)), self.max_digits)
         if gold is None:

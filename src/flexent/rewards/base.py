@@ -8,8 +8,9 @@ A reward is an object with two entry points:
   not per-item data (a reward may use ``log_metric(name, value)`` to log a scalar, as ``math``
   does for its timeouts). ``None`` means "not scorable" (e.g. an unparseable gold answer) and
   is excluded from the mean by TRL.
-* ``reward.columns`` / ``reward.missing_columns(row)``: the per-item columns a reward reads,
-  so a dataset can be checked before generating.
+* ``reward.columns`` / ``reward.missing_columns(row)`` / ``reward.row_problem(row)``: the
+  per-item columns a reward reads, and why a row cannot be scored (a missing column, a value
+  of the wrong type), so a dataset can be checked before generating.
 * ``reward.score(completion, example) -> RewardResult``: the per-item form used by verl's
   ``compute_score`` and by evaluation; ``info`` says what was extracted and why it scored so.
 
@@ -19,6 +20,7 @@ Rewards never raise on model output: a malformed completion scores 0 with ``info
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +90,23 @@ class Reward:
         """
         return [c for c in self.columns if c not in row]
 
+    def row_problem(self, row: Mapping[str, Any]) -> str | None:
+        """Why ``row`` cannot be scored: a missing column or (a subclass's check) a value of
+        the wrong type; ``None`` when it can. Check a dataset with it before generating.
+
+        >>> class Needs(Reward):
+        ...     columns = ("target",)
+        >>> Needs().row_problem({"prompt": "..."})
+        "lacks the column(s) ['target'] that reward 'reward' reads; it has ['prompt']"
+        """
+        missing = self.missing_columns(row)
+        if missing:
+            return (
+                f"lacks the column(s) {missing} that reward {self.name!r} reads; it has "
+                f"{sorted(row)}"
+            )
+        return None
+
     def score(self, completion: Any, example: Mapping[str, Any]) -> RewardResult:
         raise NotImplementedError
 
@@ -111,6 +130,22 @@ def per_item(columns: Mapping[str, Any], n: int) -> list[dict[str, Any]]:
     """
     kept = {k: v for k, v in columns.items() if isinstance(v, (list, tuple)) and len(v) == n}
     return [{k: v[i] for k, v in kept.items()} for i in range(n)]
+
+
+def is_integer(value: Any) -> bool:
+    """An integer as a dataset column may hold one: an int, an integral float, or the digits
+    of one (not a bool).
+
+    >>> [is_integer(v) for v in (3, 3.0, "-12", 3.5, "4 25", True, None)]
+    [True, True, True, False, False, False, False]
+    """
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value) is not None
 
 
 def require(example: Mapping[str, Any], key: str, reward: str) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flexent.rewards.base import Reward, RewardResult, completion_text, require
+from flexent.rewards.base import Reward, RewardResult, completion_text, is_integer, require
 from flexent.rewards.extract import answer_tag, last_boxed
 from flexent.rewards.registry import register_reward
 from flexent.tasks.countdown import verify_countdown
@@ -46,6 +46,26 @@ class CountdownReward(Reward):
         self.last_line_fallback = last_line_fallback
         self.max_chars = max_chars
         self.max_magnitude = max_magnitude
+
+    def row_problem(self, row: Mapping[str, Any]) -> str | None:
+        """A missing column, ``numbers`` that is not a list of integers or a ``target`` that
+        is not an integer.
+
+        >>> CountdownReward().row_problem({"numbers": "4 25", "target": 29})
+        "column 'numbers' must be a list of integers (reward 'countdown'), got '4 25'"
+        """
+        problem = super().row_problem(row)
+        if problem is not None:
+            return problem
+        numbers, target = row["numbers"], row["target"]
+        if not isinstance(numbers, (list, tuple)) or not all(map(is_integer, numbers)):
+            return (
+                f"column 'numbers' must be a list of integers (reward {self.name!r}), got "
+                f"{numbers!r:.80}"
+            )
+        if not is_integer(target):
+            return f"column 'target' must be an integer (reward {self.name!r}), got {target!r:.80}"
+        return None
 
     def extract(self, completion: Any) -> str | None:
         text = completion_text(completion)

@@ -13,8 +13,9 @@ runs under the timeout):
 5. Cheap string checks before any parsing (score 0): ``reason="not_math"`` for Python code
    words (``lambda``, ``import``, ``__``, ...: math-verify would otherwise pick a number out of
    ``(lambda: 12)()``), ``reason="too_complex"`` for bracket nesting deeper than
-   ``max_nesting``, exponent chains longer than ``max_power_depth`` (``9^{9^{9}}``) or integer
-   exponents longer than ``max_exponent_digits`` digits (:func:`answer_complexity`); a limit
+   ``max_nesting``, exponent chains longer than ``max_power_depth`` (``9^{9^{9}}``), integer
+   exponents longer than ``max_exponent_digits`` digits, or a factorial or binomial of an
+   integer above ``max_factorial`` (``300000!``; :func:`answer_complexity`); a limit
    is raised to the gold answer's own value when the gold needs more. Such answers would
    otherwise spend the whole timeout in sympy.
 6. Otherwise math-verify checks ``verify(parse(gold), parse(pred))`` (gold first: it is the
@@ -60,10 +61,37 @@ class Complexity(NamedTuple):
     nesting: int  # deepest bracket nesting, ( [ { counted alike
     power_depth: int  # most ^ (or **) in one exponent chain: x^2 -> 1, 9^{9^{9}} -> 2
     exponent_digits: int  # longest integer literal inside an exponent: 2^{2023} -> 4
+    factorial: int = 0  # largest integer under ! or \binom / \choose: 300000! -> 300000
+
+
+# An integer under a factorial (``300000!``, ``(200000)!``; not ``!=``) or a binomial's top
+# (``\binom{200000}{100000}``, ``\dbinom``, ``\tbinom``, ``200000 \choose 100000``).
+_FACTORIAL = re.compile(r"(\d+)[\s)}\]]*!(?!=)")
+_BINOMIAL = re.compile(r"\\[dt]?binom\s*\{\s*(\d+)|(\d+)\s*\\choose(?![A-Za-z])")
+
+
+def factorial_size(s: str) -> int:
+    """The largest integer whose factorial or binomial ``s`` asks for (sympy computes them
+    exactly: ``\\binom{200000}{100000}`` took 1.7-5 s in math-verify, ``300000!`` 0.5-1.2 s).
+    Integers of more than 12 digits count as 10**12.
+
+    >>> factorial_size(r"\\binom{200000}{100000}"), factorial_size("300000!"), factorial_size("5! = 120")
+    (200000, 300000, 5)
+    >>> factorial_size("x != 3")
+    0
+    """
+    sizes = [
+        int(d) if len(d) <= 12 else 10**12
+        for m in (*_FACTORIAL.finditer(s), *_BINOMIAL.finditer(s))
+        for d in m.groups()
+        if d
+    ]
+    return max(sizes, default=0)
 
 
 def answer_complexity(s: str) -> Complexity:
-    """Nesting, exponent-chain depth and exponent size of a LaTeX answer; one linear scan.
+    """Nesting, exponent-chain depth, exponent size and factorial size of a LaTeX answer;
+    linear scans.
 
     Pure string work, so hostile answers are rejected before any parser sees them. An exponent
     is the operand after ``^`` / ``**``: a bracket group, a single letter, a number or a
@@ -71,9 +99,9 @@ def answer_complexity(s: str) -> Complexity:
     ``9^(9^(9))``, ``e^{\\frac{1}{x^2}}``) makes the chain one longer.
 
     >>> answer_complexity(r"\\frac{\\sqrt{3}}{2}")
-    Complexity(nesting=2, power_depth=0, exponent_digits=0)
-    >>> answer_complexity(r"x^2+y^2"), answer_complexity(r"9^{9^{9}}")[1:]
-    (Complexity(nesting=0, power_depth=1, exponent_digits=1), (2, 1))
+    Complexity(nesting=2, power_depth=0, exponent_digits=0, factorial=0)
+    >>> answer_complexity(r"x^2+y^2")[:3], answer_complexity(r"9^{9^{9}}")[1:]
+    ((0, 1, 1), (2, 1, 0))
     """
     depth = max_depth = max_power = exp_digits = 0
     level = 0  # exponent level of the current position
@@ -136,7 +164,7 @@ def answer_complexity(s: str) -> Complexity:
                 pending = None
             atom = None
             i += 1
-    return Complexity(max_depth, max_power, exp_digits)
+    return Complexity(max_depth, max_power, exp_digits, factorial_size(s))
 
 
 def _skip_spaces(s: str, i: int) -> int:
@@ -201,9 +229,11 @@ class MathReward(Reward):
         max_nesting: deeper bracket nesting in the answer scores 0 (``too_complex``).
         max_power_depth: longer exponent chains (``9^{9^{9}}`` has 2) score 0.
         max_exponent_digits: longer integer exponents (``9^{9999999}``) score 0.
+        max_factorial: a factorial or binomial of a larger integer (``300000!``,
+            ``\\binom{200000}{100000}``) scores 0.
         pool: worker pool to use (default: one shared per process).
 
-    The three complexity limits are raised to the gold answer's own values where it needs
+    The four complexity limits are raised to the gold answer's own values where it needs
     more, so an answer is never rejected for being as complex as the gold.
 
     >>> reward = MathReward()
@@ -230,6 +260,7 @@ class MathReward(Reward):
         max_nesting: int = 10,
         max_power_depth: int = 1,
         max_exponent_digits: int = 6,
+        max_factorial: int = 10_000,
         pool: WorkerPool | None = None,
     ) -> None:
         super().__init__()
@@ -242,8 +273,14 @@ class MathReward(Reward):
         self.columns = (answer_key,)
         self.max_chars = max_chars
         self.max_answer_chars = max_answer_chars
-        self.limits = Complexity(max_nesting, max_power_depth, max_exponent_digits)
+        self.limits = Complexity(max_nesting, max_power_depth, max_exponent_digits, max_factorial)
         self.pool = pool
+
+    def warm_up(self) -> None:
+        """Start this reward's checker process in the background now (imports and a first
+        check, seconds), so that the first batch does not wait for it: call it at start-up."""
+        pool = self.pool if self.pool is not None else default_pool(preload=(__name__,))
+        pool.prestart()
 
     def extract(self, completion: Any) -> str | None:
         """The predicted final answer of a completion, or ``None``."""

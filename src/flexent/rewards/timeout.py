@@ -144,6 +144,16 @@ class WorkerPool:
         finally:
             self._release(worker, keep=ok)
 
+    def prestart(self) -> None:
+        """Start one worker in the background (imports and warm-up take seconds) so that the
+        first :meth:`run` finds it ready; nothing when a worker exists or is starting."""
+        with self._cond:
+            if os.getpid() != self._pid or self._idle or self._busy:
+                return
+            self._starting += 1
+            self._busy += 1  # counted as busy until ready, like a replacement
+        threading.Thread(target=self._replace, daemon=True, name="flexent-worker-start").start()
+
     def _acquire(self) -> _Worker:
         with self._cond:
             if os.getpid() != self._pid:  # forked: the workers belong to the parent

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flexent.config import ConfigError, FlexentConfig
+from flexent.config import ConfigError, FlexentConfig, read_yaml
 from flexent.data import load_prompts
 from flexent.data.procedural import TASKS
 from flexent.errors import UserError
@@ -44,6 +45,8 @@ class Plan:
 def preflight(cfg: FlexentConfig, *, resume: bool, allow_config_change: bool = False) -> Plan:
     """Check what can be checked without the model; raises :class:`UserError`."""
     run_dir = Path(cfg.output.dir)
+    check_output_dir(run_dir)
+    check_inert(cfg)
     ckpt = last_checkpoint(run_dir) if run_dir.is_dir() else None
     if resume and ckpt is None:
         raise UserError(f"--resume: no complete checkpoint-* directory in {run_dir}")
@@ -58,6 +61,7 @@ def preflight(cfg: FlexentConfig, *, resume: bool, allow_config_change: bool = F
     reward = build_reward(cfg)
     rows = load_rows(cfg, evaluation=False)
     check_columns(reward, rows, "data.source", cfg.data.source)
+    check_column_types(rows, "data.source", cfg.data.source)
     eval_rows: list[dict[str, Any]] = []
     if cfg.evaluation.enabled:
         eval_rows = load_rows(cfg, evaluation=True)
@@ -65,6 +69,50 @@ def preflight(cfg: FlexentConfig, *, resume: bool, allow_config_change: bool = F
         check_columns(reward, eval_rows, "evaluation.source", source)
     check_model_path(cfg.model.path, cfg.model.gguf_file)
     return Plan(run_dir, ckpt, rows, eval_rows, reward)
+
+
+def check_output_dir(run_dir: Path) -> None:
+    """``output.dir`` is a writable folder or can be created (tried, then removed again):
+    transformers would otherwise fail only after the model has loaded."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"output.dir {run_dir} is a file, not a folder")
+    probe = run_dir
+    while not probe.parent.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        if run_dir.is_dir():
+            with tempfile.TemporaryFile(dir=run_dir):
+                pass
+        else:
+            if not probe.parent.is_dir():
+                raise NotADirectoryError(20, "Not a directory", str(probe.parent))
+            probe.mkdir()
+            probe.rmdir()
+    except OSError as err:
+        raise UserError(
+            f"output.dir {run_dir}: cannot write there ({err.strerror or err}: "
+            f"{err.filename or probe})"
+        ) from None
+
+
+def check_inert(cfg: FlexentConfig) -> None:
+    """With ``entropy_control.on_inert: error``, refuse a trainer section whose generation
+    batches each feed exactly one optimizer step (the trainer's own check, from the config:
+    before the model loads)."""
+    if cfg.entropy_control.on_inert != "error":
+        return
+    from types import SimpleNamespace
+
+    from trl import GRPOConfig
+
+    from flexent.integrations.trl.trainer import clipping_is_inert, inert_message
+
+    keys = ("gradient_accumulation_steps", "steps_per_generation", "num_iterations")
+    fields = GRPOConfig.__dataclass_fields__
+    args = SimpleNamespace(**{k: cfg.trainer.get(k, fields[k].default) for k in keys})
+    if clipping_is_inert(args):
+        message = inert_message(args).removeprefix("flexent: ")
+        raise UserError(f"{message} (entropy_control.on_inert: warn runs it anyway)")
 
 
 def build_reward(cfg: FlexentConfig) -> Any:
@@ -112,21 +160,55 @@ def load_rows(cfg: FlexentConfig, *, evaluation: bool) -> list[dict[str, Any]]:
         raise UserError(f"{section}.source {source}: {err}") from None
     if not rows:
         raise UserError(f"{section}.source {source}: no prompts (empty file or max_samples)")
-    return list(rows)
+    return rows  # load_prompts' Prompts: a list that also knows each row's file:line
 
 
 def check_columns(reward: Any, rows: list[dict[str, Any]], key: str, source: str) -> None:
-    """Every row carries the columns the reward reads (before any generation)."""
-    missing_of = getattr(reward, "missing_columns", None)
-    if missing_of is None:
+    """Every row carries the columns the reward reads, with values of the types it needs
+    (before any generation); the message names the row's file:line."""
+    problem_of = getattr(reward, "row_problem", None)
+    if problem_of is None:
         return
     for i, row in enumerate(rows):
-        missing = missing_of(row)
-        if missing:
-            raise UserError(
-                f"{key} {source}: row {i} lacks the column(s) {missing} that reward "
-                f"{reward.name!r} reads; it has {sorted(row)}"
-            )
+        problem = problem_of(row)
+        if problem:
+            raise UserError(f"{key} {row_origin(rows, i, source)}: {problem}")
+
+
+def row_origin(rows: list[dict[str, Any]], i: int, source: str) -> str:
+    """Where row ``i`` of ``load_prompts``' rows came from (``data.jsonl:12``), else the
+    source and the row's number, counted from 1."""
+    where = getattr(rows, "where", None)
+    return where[i] if where and i < len(where) else f"{source} row {i + 1}"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    return "object" if isinstance(value, dict) else type(value).__name__
+
+
+def check_column_types(rows: list[dict[str, Any]], key: str, source: str) -> None:
+    """Each column holds one kind of value in every row (null aside): the trainer's dataset
+    (Arrow) refuses a column that is a list in one row and a string in another, after the
+    model has loaded and without naming the row."""
+    first: dict[str, tuple[str, int]] = {}
+    for i, row in enumerate(rows):
+        for column, value in row.items():
+            if value is None:
+                continue
+            kind = _kind(value)
+            seen = first.setdefault(column, (kind, i))
+            if seen[0] != kind:
+                raise UserError(
+                    f"{key} {row_origin(rows, i, source)}: column {column!r} is a {kind} "
+                    f"({value!r:.60}) where {row_origin(rows, seen[1], source)} has a "
+                    f"{seen[0]}; a column must hold one type of value in every row"
+                )
 
 
 def check_model_path(path: str, gguf_file: str | None) -> None:
@@ -158,12 +240,7 @@ def check_resume_config(cfg: FlexentConfig, saved: Path, *, allow: bool) -> None
         return
     import dataclasses
 
-    import yaml
-
-    try:
-        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"{saved}: not valid YAML ({err})") from None
+    old = read_yaml(saved) or {}
     new = json.loads(json.dumps(dataclasses.asdict(cfg)))
     changed = [k for k in RESUME_KEYS if _get(old, k) != _get(new, k)]
     if changed and not allow:
