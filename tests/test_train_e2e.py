@@ -16,9 +16,23 @@ from flexent.cli import main
 from flexent.models import build_char_tokenizer, build_tiny_qwen2
 
 REWARD_MODULE = '''
+import os
+
+STOP = {"at_call": None, "signal": None, "calls": 0}
+
+
 def length_parity(completions, **kwargs):
     """1.0 for an even completion length: varies within a group, so advantages are non-zero."""
     return [float(len(c) % 2 == 0) for c in completions]
+
+
+def parity_then_signal(completions, **kwargs):
+    """length_parity; on call STOP["at_call"] it sends STOP["signal"] to this process, as a
+    Ctrl-C arriving while a step generates would."""
+    STOP["calls"] += 1
+    if STOP["calls"] == STOP["at_call"]:
+        os.kill(os.getpid(), STOP["signal"])
+    return length_parity(completions)
 '''
 
 
@@ -90,7 +104,7 @@ def test_train_two_steps(setup):
     assert ckpt["weights"] == [0.5, 0.0] and ckpt["step"] == 1
 
 
-def test_resume_matches_uninterrupted_run(setup):
+def test_resume_matches_uninterrupted_run(setup, capsys):
     tmp_path, cfg, _ = setup
     assert main(["train", str(cfg), "trainer.max_steps=4"]) == 0
     full = tmp_path / "run"
@@ -120,6 +134,42 @@ def test_resume_matches_uninterrupted_run(setup):
     assert main(["train", str(cfg), *overrides, "--resume"]) == 0
     assert _tensorboard_steps(cut, "entropy/mean") == [3, 4]
     assert [x["control/w_up"] for x in resumed] == [json.loads(x)["control/w_up"] for x in lines]
+    _interrupt_and_resume(cfg, full, tmp_path / "stopped", capsys)
+
+
+def _interrupt_and_resume(cfg, full, run, capsys):
+    """The same 4 steps with a Ctrl-C during step 1's generation, in the middle of the first
+    generation batch (2 optimizer steps each): step 1 finishes, checkpoint-1 (with the
+    strategy state and the rollout buffer) is written, training stops with exit 130 and one
+    line naming the resume command; the resume trains on the buffered batch at step 2 and
+    generates at step 3 as the uninterrupted run did, to the same weights and metrics."""
+    import importlib
+    import signal
+
+    stop = importlib.import_module("e2e_reward").STOP
+    stop.update(calls=0, at_call=1, signal=signal.SIGINT)
+    args = ["train", str(cfg), "trainer.max_steps=4", "trainer.save_steps=100",
+            "reward.name=e2e_reward.parity_then_signal", f"output.dir={run}"]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "flexent train: SIGINT: stopped after step 1; checkpoint-1 holds the run; resume with: "
+        f"flexent train {cfg} trainer.max_steps=4 trainer.save_steps=100 "
+        f"reward.name=e2e_reward.parity_then_signal output.dir={run} --resume"
+    )
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert (run / "checkpoint-1" / "flexent_state.json").is_file()
+    assert not (run / "final").exists()
+    stop.update(at_call=None)
+    assert main([*args, "--resume"]) == 0
+    a, b = _state(full / "final"), _state(run / "final")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    keys = ("reward/mean", "entropy/mean", "entropy/rollout", "control/w_up", "policy/loss")
+    ours = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    theirs = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    assert [[x[k] for k in keys] for x in ours] == [[x[k] for k in keys] for x in theirs]
 
 
 def test_lora_run_final_loads_merged_in_flexent_eval(setup, capsys):

@@ -1,4 +1,6 @@
-"""``flexent demo``: the CPU main job (docs/training.md, "The demo")."""
+"""``flexent demo``: the CPU main job (docs/training.md, "The demo"). Ctrl-C / SIGTERM is passed
+on to the arm being trained (:func:`flexent.sweep.runner.execute`), which checkpoints and
+stops; the demo exits with the same status (130 / 143)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import argparse
 import sys
 
 from flexent.demo import ARMS, PRESETS, parse_arms, run_demo
-from flexent.errors import UserError
+from flexent.errors import Interrupted, UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,3 +49,14 @@ def run(args: argparse.Namespace) -> int:
     except UserError as err:
         print(f"flexent demo: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:  # the arms' runs got the signal and checkpointed
+        print(
+            f"flexent demo: {stop.name}: stopped; each arm's run directory keeps its last "
+            f"checkpoint (flexent train {args.run_dir}/ARM/seed{args.seed}/config.yaml --resume "
+            "continues one); the demo starts afresh in an empty --run-dir",
+            file=sys.stderr,
+        )
+        return stop.exit_code
+    except KeyboardInterrupt:  # Ctrl-C during the warm-up, which runs in this process
+        print("flexent demo: SIGINT: stopped (during the warm-up)", file=sys.stderr)
+        return 130

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import flexent.demo  # noqa: F401  (registers `base: demo` with the sweep)
+from flexent.errors import Interrupted
 from flexent.report import load_run
 from flexent.sweep import (
     RunSpec,
@@ -71,13 +72,13 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--threads must be >= 1, got {args.threads}")
     try:
         spec = load_spec(args.spec, out=args.out)
+        if args.report_only:  # finished runs only: their configs need no building
+            return _report(spec, args.arms, args.report_dir, args.baseline)
         setup = spec.setup()
         runs = spec.runs(setup.overrides(_cache(spec)) if setup else None)
         validate_runs(spec, runs)
     except SpecError as err:
         return _fail(str(err))
-    if args.report_only:
-        return _report(spec, args.arms, args.report_dir, args.baseline)
     if args.arms or args.report_dir or args.baseline:
         return _fail("--arms, --baseline and --report-dir go with --report-only")
     if args.dry_run:
@@ -95,9 +96,26 @@ def run(args: argparse.Namespace) -> int:
             f"--prepare is for base: {names} (a flexent train config needs no preparation)"
         )
     Path(spec.out).mkdir(parents=True, exist_ok=True)
-    failed = _execute(spec, runs, args.jobs, args.threads)
+    try:
+        failed = _execute(spec, runs, args.jobs, args.threads)
+    except Interrupted as stop:
+        print(
+            f"flexent sweep: {stop.name}: stopped; finished runs are kept and interrupted ones "
+            f"resume from their last checkpoint with: {shell_line(_again(args))}",
+            file=sys.stderr,
+        )
+        return stop.exit_code
     code = _report(spec)
     return 1 if failed else code
+
+
+def _again(args: argparse.Namespace) -> list[str]:
+    """The command that continues this sweep."""
+    cmd = ["flexent", "sweep", args.spec]
+    for flag, value in (("--out", args.out), ("--jobs", args.jobs), ("--threads", args.threads)):
+        if value is not None and not (flag == "--jobs" and value == 1):
+            cmd += [flag, str(value)]
+    return cmd
 
 
 def _cache(spec: SweepSpec) -> Path:
@@ -142,11 +160,14 @@ def _line(outcome: Outcome) -> str:
         return f"FAILED {name} after {outcome.wall_s:.0f} s ({outcome.message})"
     if outcome.status == "skipped":
         return f"skip   {name} ({outcome.message})"
+    if outcome.status == "interrupted":
+        return f"stop   {name} after {outcome.wall_s:.0f} s ({outcome.message})"
     values = run_values(load_run(outcome.run.run_dir))
-    acc = values.get("final accuracy", float("nan"))
+    acc = values.get("final accuracy")
+    held_out = "" if acc is None else f", held-out accuracy {acc:.3f}"  # evaluation off: none
     return (
         f"done   {name} in {outcome.wall_s:.0f} s: entropy {values['entropy@100%']:.3f}, "
-        f"reward {values['reward final']:.3f}, held-out accuracy {acc:.3f}"
+        f"reward {values['reward final']:.3f}{held_out}"
     )
 
 

@@ -89,9 +89,9 @@ def write_sweep_report(
     if baseline is not None and baseline not in {a.name for a in done}:
         why = "has no finished run" if arms is None or baseline in arms else "is not in --arms"
         raise ValueError(f"--baseline: arm {baseline!r} {why}")
-    out.mkdir(parents=True, exist_ok=True)
     if not done:
         raise ValueError(f"sweep {spec.name!r}: no finished run in {spec.out}")
+    out.mkdir(parents=True, exist_ok=True)
     figures = plot_sweep_figures(done, out)
     seeds = ", ".join(map(str, spec.seeds))
     parts = [

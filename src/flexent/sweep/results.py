@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flexent.report import Run, load_run
-from flexent.sweep.runner import run_state
+from flexent.sweep.runner import is_done
 from flexent.sweep.spec import SweepSpec
 from flexent.sweep.stats import Interval, mean_interval
 
@@ -109,7 +109,7 @@ def collect(spec: SweepSpec) -> tuple[list[ArmResult], list[str]]:
     arms: dict[str, ArmResult] = {a.name: ArmResult(a.name) for a in spec.arms()}
     notes = []
     for run in spec.runs():
-        if run_state(run) != "done":
+        if not is_done(run):
             notes.append(f"`{run.name}` is not finished: left out")
             continue
         loaded = load_run(run.run_dir, name=f"{run.arm}/seed{run.seed}")

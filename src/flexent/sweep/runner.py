@@ -5,23 +5,29 @@ means finished (skipped); a complete ``checkpoint-N`` means interrupted (continu
 ``--resume``); anything else starts afresh (a directory without a checkpoint is removed
 first). A failed run is recorded (``"status": "failed"``, the log's last lines) and does not
 stop the others; the next ``flexent sweep`` retries it. Each process's output goes to
-``<out>/logs/<arm>__seed<s>.log``.
+``<out>/logs/<arm>__seed<s>.log``. Ctrl-C / SIGTERM is passed on to the running processes,
+which checkpoint and stop (``"status": "interrupted"``: the next ``flexent sweep`` resumes
+them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flexent.errors import Interrupted
 from flexent.sweep.spec import RunSpec
 
 STATUS_FILE = "sweep_run.json"
@@ -32,7 +38,7 @@ class Outcome:
     """What happened to one run in this invocation."""
 
     run: RunSpec
-    status: str  # done | failed | skipped
+    status: str  # done | failed | skipped | interrupted
     wall_s: float
     message: str = ""
 
@@ -42,12 +48,17 @@ def run_state(run: RunSpec) -> str:
     # (lazy: importing flexent.integrations.trl imports TRL, which --report-only never needs)
     from flexent.integrations.trl.checkpoints import last_checkpoint
 
-    status = read_status(run.run_dir)
-    if status is not None and status.get("status") == "done":
+    if is_done(run):
         return "done"
     if run.run_dir.is_dir() and last_checkpoint(run.run_dir) is not None:
         return "resume"
     return "fresh"
+
+
+def is_done(run: RunSpec) -> bool:
+    """Whether ``run`` finished (its ``sweep_run.json`` says ``done``); reads one file."""
+    status = read_status(run.run_dir)
+    return status is not None and status.get("status") == "done"
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
@@ -101,7 +112,13 @@ def execute(
     on_done: Callable[[Outcome], None] = lambda o: None,
 ) -> list[Outcome]:
     """Run every run that is not done, ``jobs`` processes at a time; ``on_done`` is called as
-    each one ends (in completion order). Ctrl-C stops the children and re-raises."""
+    each one ends (in completion order).
+
+    SIGINT / SIGTERM (:class:`Forward`): no further run starts, the signal is passed on to the
+    running ones, which checkpoint after their current step and exit; they are recorded as
+    ``interrupted`` (the next call resumes them) and :class:`flexent.errors.Interrupted` is
+    raised once all have ended. A second signal is passed on too (the runs stop at once).
+    """
     outcomes: list[Outcome] = []
     pending = []
     for run in runs:
@@ -111,25 +128,63 @@ def execute(
             on_done(outcome)
         else:
             pending.append(run)
-    active: list[_Active] = []
+    forward = Forward()
     try:
-        while pending or active:
-            while pending and len(active) < jobs:
-                active.append(_start(config, pending.pop(0), out, threads))
-            time.sleep(0.2)
-            for job in [j for j in active if j.proc.poll() is not None]:
-                active.remove(job)
-                outcome = _finish(job, out)
-                outcomes.append(outcome)
-                on_done(outcome)
-    except KeyboardInterrupt:
-        for job in active:
-            job.proc.terminate()
-        for job in active:
+        with forward.installed():
+            while (pending and forward.signum is None) or forward.active:
+                while pending and forward.signum is None and len(forward.active) < jobs:
+                    forward.active.append(_start(config, pending.pop(0), out, threads))
+                time.sleep(0.2)
+                for job in [j for j in forward.active if j.proc.poll() is not None]:
+                    forward.active.remove(job)
+                    outcome = _finish(job, out, stopped=forward.signum is not None)
+                    outcomes.append(outcome)
+                    on_done(outcome)
+    except KeyboardInterrupt:  # no handlers (not the main thread), or a third signal
+        for job in forward.active:
+            job.proc.kill()
+        for job in forward.active:
             job.proc.wait()
             job.log.close()
         raise
+    if forward.signum is not None:
+        raise Interrupted(forward.signum)
     return outcomes
+
+
+class Forward:
+    """SIGINT / SIGTERM in a parent of ``flexent train`` processes (``flexent sweep``,
+    ``flexent demo``): each signal is passed on to every run in :attr:`active`, and the first
+    is remembered in :attr:`signum` (no new run starts). The runs count a signal that
+    reaches them twice at once (from the terminal's process group and from here) as one, so
+    the first Ctrl-C lets each finish its step and checkpoint, and a second stops them at
+    once. A third stops the parent (KeyboardInterrupt: the runs are killed)."""
+
+    def __init__(self) -> None:
+        self.active: list[_Active] = []
+        self.signum: int | None = None
+        self._count = 0
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Forward]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self._count += 1
+        if self._count > 2:
+            raise KeyboardInterrupt
+        self.signum = self.signum or signum
+        for job in list(self.active):
+            with contextlib.suppress(ProcessLookupError):
+                job.proc.send_signal(signum)
 
 
 def _start(config: Path, run: RunSpec, out: Path, threads: int | None) -> _Active:
@@ -146,7 +201,9 @@ def _start(config: Path, run: RunSpec, out: Path, threads: int | None) -> _Activ
     return _Active(run, proc, time.time(), log)
 
 
-def _finish(job: _Active, out: Path) -> Outcome:
+def _finish(job: _Active, out: Path, *, stopped: bool = False) -> Outcome:
+    """The outcome of an ended run (``stopped``: the sweep was interrupted), recorded in its
+    run directory's ``sweep_run.json``."""
     job.log.close()
     wall = time.time() - job.started
     rc = job.proc.returncode
@@ -154,6 +211,10 @@ def _finish(job: _Active, out: Path) -> Outcome:
         status = {"status": "done", "wall_s": round(wall, 1), "rc": rc}
         _write_status(job.run.run_dir, status)
         return Outcome(job.run, "done", wall)
+    if stopped and (rc < 0 or rc > 128):  # exit 130 / 143, or killed by the signal
+        if job.run.run_dir.is_dir():
+            _write_status(job.run.run_dir, {"status": "interrupted", "rc": rc})
+        return Outcome(job.run, "interrupted", wall, _last_line(log_path(out, job.run)))
     tail = _last_line(log_path(out, job.run))
     if job.run.run_dir.is_dir():
         _write_status(job.run.run_dir, {"status": "failed", "rc": rc, "error": tail})

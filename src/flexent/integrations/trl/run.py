@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,16 @@ from typing import Any
 from flexent.config import FlexentConfig, entropy_control, save_config
 from flexent.errors import UserError
 from flexent.evaluation import SamplingConfig, TransformersGenerator, default_ks
-from flexent.evaluation.generation import render_prompt
+from flexent.evaluation.generation import context_overflow
 from flexent.evaluation.results import benchmark_metrics
 from flexent.evaluation.runner import Benchmark, run_benchmark
 from flexent.integrations.trl.callbacks import (
     MetricsJsonlCallback,
     MidTrainingEval,
     ProgressBarCallback,
+    RolloutBufferCheckpoint,
     RunTensorBoard,
+    StopOnSignal,
     truncate_metrics,
 )
 from flexent.integrations.trl.checkpoints import checkpoint_step
@@ -42,14 +45,24 @@ from flexent.rewards import get_reward
 
 @dataclass
 class RunResult:
+    """What :func:`run_training` did: ``status`` is ``trained`` (to ``trainer.max_steps``),
+    ``completed`` (the last checkpoint was at max_steps: final model and evaluation only),
+    ``complete`` (nothing left to do; the model was not loaded) or ``interrupted`` (stopped
+    by signal ``signum`` after a checkpoint; ``flexent train ... --resume`` continues)."""
+
     run_dir: Path
     global_step: int
     eval: dict[str, Any]
+    status: str = "trained"
+    signum: int | None = None
 
 
-def build_trainer(cfg: FlexentConfig, run_dir: Path, plan: Plan) -> Any:
+def build_trainer(
+    cfg: FlexentConfig, run_dir: Path, plan: Plan, stop: StopOnSignal | None = None
+) -> Any:
     """A ``FlexentGRPOTrainer`` for ``cfg`` writing into ``run_dir`` (created later, by the
-    caller: nothing here writes files). A model that does not load is a UserError."""
+    caller: nothing here writes files), with ``stop`` (Ctrl-C / SIGTERM) among its callbacks.
+    A model that does not load is a UserError."""
     from datasets import Dataset
     from transformers.trainer_callback import ProgressCallback
     from trl import GRPOConfig
@@ -77,6 +90,10 @@ def build_trainer(cfg: FlexentConfig, run_dir: Path, plan: Plan) -> Any:
         entropy_control=entropy_control(cfg),
     )
     trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(RolloutBufferCheckpoint(trainer, plan.checkpoint))
+    if stop is not None:
+        stop.trainer = trainer
+        trainer.add_callback(stop)
     warn_long_prompts(tokenizer, model, plan.rows, cfg)
     return trainer
 
@@ -98,26 +115,19 @@ def warn_long_prompts(
     """Warn once when prompts plus completions do not fit the model's context."""
     import warnings
 
-    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    if not isinstance(context, int):
+    found = context_overflow(
+        tokenizer, model, [r["prompt"] for r in rows], max_completion_length(cfg)
+    )
+    if found is None:
         return
-    lengths = []
-    for row in rows:
-        text, templated = render_prompt(tokenizer, row["prompt"])
-        lengths.append(len(tokenizer(text, add_special_tokens=not templated)["input_ids"]))
-    completion = max_completion_length(cfg)
-    longest = max(lengths)
-    if longest + completion > context:
-        over = sum(n + completion > context for n in lengths)
-        warnings.warn(
-            f"{over} of {len(lengths)} prompts do not fit the model's context with the "
-            f"completion: longest prompt {longest} tokens + max_completion_length {completion} "
-            f"> max_position_embeddings {context}; such steps are far slower and the model "
-            "sees positions it was not trained on (shorten the prompts or set "
-            "trainer.max_prompt_length)",
-            UserWarning,
-            stacklevel=2,
-        )
+    warnings.warn(
+        f"{found.describe('max_completion_length')}; "
+        "such steps are far slower and the model sees positions it was not trained on: "
+        "drop or shorten the long prompts in the data (or data.instruction / "
+        "data.system_prompt), or lower trainer.max_completion_length",
+        UserWarning,
+        stacklevel=2,
+    )
 
 
 def trainer_defaults(trainer: dict[str, Any], *, cuda: bool | None = None) -> dict[str, Any]:
@@ -161,19 +171,48 @@ def _peft_config(cfg: FlexentConfig) -> Any:
 
 
 def run_training(
-    cfg: FlexentConfig, *, resume: bool = False, allow_config_change: bool = False
+    cfg: FlexentConfig,
+    *,
+    resume: bool = False,
+    allow_config_change: bool = False,
+    notify: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Train per ``cfg``; ``resume=True`` continues from the run directory's last checkpoint.
 
     Every check that needs no model runs first (:func:`preflight`), then the model loads; the
     run directory is created only after that, and removed again when this call created it and
     fails before training starts, so a mistake leaves nothing behind. A resumed run whose last
-    checkpoint is already at ``trainer.max_steps`` (killed during its final save or evaluation)
-    trains no further: it loads that checkpoint and completes what is missing.
+    checkpoint is already at ``trainer.max_steps`` trains no further: when ``final/`` and the
+    final evaluation are there too it is complete and nothing loads, else (killed during its
+    final save or evaluation) it loads that checkpoint and completes what is missing.
+    SIGINT / SIGTERM during training stop after the current step with a checkpoint
+    (:class:`StopOnSignal`); ``notify`` receives one-line progress notes.
     """
+    say = notify or (lambda message: None)
     plan = preflight(cfg, resume=resume, allow_config_change=allow_config_change)
-    run_dir = plan.run_dir
-    trainer = build_trainer(cfg, run_dir, plan)
+    run_dir, ckpt = plan.run_dir, plan.checkpoint
+    done_steps = checkpoint_step(ckpt) if ckpt is not None else 0
+    finished = 0 < int(cfg.trainer.get("max_steps") or 0) <= done_steps
+    if finished and run_complete(cfg, run_dir):
+        truncate_metrics(run_dir / "metrics.jsonl", done_steps)  # a torn last line, if any
+        evals = _read_evals(run_dir) if cfg.evaluation.enabled else {}
+        return RunResult(run_dir, done_steps, evals, status="complete")
+    if finished:
+        say(
+            f"checkpoint-{done_steps} is at trainer.max_steps: completing final/ and the final "
+            "evaluation, without training"
+        )
+    warm_up = getattr(plan.reward, "warm_up", None)
+    if callable(warm_up):
+        warm_up()  # the reward's checker process (math) starts while the model loads
+    stop = StopOnSignal(notify)
+    with stop.installed():
+        return _train(cfg, plan, stop, resume=resume)
+
+
+def _train(cfg: FlexentConfig, plan: Plan, stop: StopOnSignal, *, resume: bool) -> RunResult:
+    run_dir, ckpt = plan.run_dir, plan.checkpoint
+    trainer = build_trainer(cfg, run_dir, plan, stop)
     created = not run_dir.exists()
     started = False
     try:
@@ -189,17 +228,21 @@ def run_training(
             trainer.add_callback(MidTrainingEval(evals.run, cfg.evaluation.steps, trainer))
         trainer.accelerator.wait_for_everyone()
         started = True
-        ckpt = plan.checkpoint
         if ckpt is not None and checkpoint_step(ckpt) >= int(trainer.args.max_steps):
             trainer._load_from_checkpoint(str(ckpt))  # finished: weights only, no further step
             trainer.state.global_step = checkpoint_step(ckpt)
             truncate_metrics(run_dir / "metrics.jsonl", trainer.state.global_step)
+            status = "completed"
         else:
             trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+            status = "trained"
     except BaseException:
         if created and not started:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    step = int(trainer.state.global_step)
+    if stop.signum is not None:
+        return RunResult(run_dir, step, evals.results, status="interrupted", signum=stop.signum)
     if cfg.output.save_final_model:
         trainer.save_model(str(run_dir / "final"))
         if main and cfg.model.lora.enabled:
@@ -207,7 +250,28 @@ def run_training(
     if main and cfg.evaluation.enabled:
         evals.run("final", trainer.model, trainer.processing_class, again=True)
     trainer.accelerator.wait_for_everyone()
-    return RunResult(run_dir, int(trainer.state.global_step), evals.results)
+    return RunResult(run_dir, step, evals.results, status=status)
+
+
+def run_complete(cfg: FlexentConfig, run_dir: Path) -> bool:
+    """Whether a run whose last checkpoint is at ``trainer.max_steps`` has everything else:
+    ``final/`` with model weights (when ``output.save_final_model``) and the final evaluation
+    in ``eval.json`` (when ``evaluation.enabled``; it is written last)."""
+    final = run_dir / "final"
+    if cfg.output.save_final_model and not any(
+        p.suffix in (".safetensors", ".bin") for p in (final.iterdir() if final.is_dir() else ())
+    ):
+        return False
+    return not cfg.evaluation.enabled or "final" in _read_evals(run_dir)
+
+
+def _read_evals(run_dir: Path) -> dict[str, Any]:
+    """``eval.json`` by stage, or ``{}`` when it is missing or torn."""
+    try:
+        evals = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return evals if isinstance(evals, dict) else {}
 
 
 class EvalLog:
