@@ -134,6 +134,7 @@ def execute(
             while (pending and forward.signum is None) or forward.active:
                 while pending and forward.signum is None and len(forward.active) < jobs:
                     forward.active.append(_start(config, pending.pop(0), out, threads))
+                forward.pass_on()  # a run started while the signal came gets it too
                 time.sleep(0.2)
                 for job in [j for j in forward.active if j.proc.poll() is not None]:
                     forward.active.remove(job)
@@ -163,7 +164,8 @@ class Forward:
     def __init__(self) -> None:
         self.active: list[_Active] = []
         self.signum: int | None = None
-        self._count = 0
+        self._signals: list[int] = []  # received, in order
+        self._sent: dict[int, int] = {}  # child pid -> how many of them it was sent
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[Forward]:
@@ -178,13 +180,20 @@ class Forward:
                 signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self._count += 1
-        if self._count > 2:
+        self._signals.append(signum)
+        if len(self._signals) > 2:
             raise KeyboardInterrupt
         self.signum = self.signum or signum
+        self.pass_on()
+
+    def pass_on(self) -> None:
+        """Send each run in :attr:`active` the signals received that it was not sent yet."""
         for job in list(self.active):
-            with contextlib.suppress(ProcessLookupError):
-                job.proc.send_signal(signum)
+            sent = self._sent.get(job.proc.pid, 0)
+            for signum in self._signals[sent:]:
+                with contextlib.suppress(ProcessLookupError):
+                    job.proc.send_signal(signum)
+            self._sent[job.proc.pid] = len(self._signals)
 
 
 def _start(config: Path, run: RunSpec, out: Path, threads: int | None) -> _Active:
