@@ -133,3 +133,17 @@ def test_sweep_and_demo_commands_exit_with_the_signals_status(tmp_path, monkeypa
     monkeypatch.setattr("flexent.commands.demo.run_demo", interrupted)
     assert main(["demo", "--run-dir", str(tmp_path / "demo")]) == 143
     assert capsys.readouterr().err.startswith("flexent demo: SIGTERM: stopped; each arm's run")
+
+
+def test_a_ctrl_c_anywhere_else_is_one_line(monkeypatch, capsys):
+    """Before a command installs its handlers (imports, config loading), Ctrl-C is Python's
+    KeyboardInterrupt: one line and exit 130, not a traceback."""
+    from flexent.cli import main
+    from flexent.commands import report
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "run", interrupted)
+    assert main(["report", "x", "--out", "y"]) == 130
+    assert capsys.readouterr().err == "flexent report: SIGINT: stopped\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from flexent import __version__
@@ -65,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*args.overrides, *overrides]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return int(args._module.run(args) or 0)
+    try:
+        return int(args._module.run(args) or 0)
+    except KeyboardInterrupt as stop:  # Ctrl-C where the command has no more to say
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"flexent {args.command}: {signal.Signals(signum).name}: stopped", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":
