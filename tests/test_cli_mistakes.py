@@ -186,6 +186,34 @@ def test_inert_clipping_is_refused_from_the_config(env, tmp_path, capsys):
     assert not run.exists()
 
 
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("trainer.loss_type=cispo", "trainer.loss_type='cispo' is a TRL loss, not a normalisation"),
+        ("trainer.importance_sampling_level=sequence",
+         "trainer.importance_sampling_level='sequence' is not applied by flexent's losses"),
+        ("trainer.delta=3.0", "trainer.delta (TRL's two-sided clip) is not applied"),
+        ("trainer.entropy_coef=0.01", "TRL's entropy bonus (trainer.entropy_coef"),
+        ("trainer.use_adaptive_entropy=true", "TRL's entropy bonus (trainer.entropy_coef"),
+    ],
+)  # fmt: skip
+def test_trl_settings_a_flexent_loss_does_not_apply_are_refused_from_the_config(
+    env, tmp_path, capsys, monkeypatch, override, needle
+):
+    """The trainer's own refusals (check_trainer_args), from the config: the model never loads."""
+    import flexent.integrations.trl.run as run_module
+
+    def no_model(cfg):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(run_module, "_load_model", no_model)
+    _, cfg = env
+    run = tmp_path / "run"
+    line = one_line(capsys, ["train", str(cfg), override, f"output.dir={run}"], "train")
+    assert line.startswith(f"flexent train: {needle}"), line
+    assert not run.exists()
+
+
 def test_a_data_row_of_the_wrong_type_names_its_line(env, tmp_path, capsys):
     _, cfg = env
     data = tmp_path / "rows.jsonl"

@@ -3,7 +3,8 @@
 Mirrors :mod:`flexent.integrations.verl`:
 
 - :mod:`.trainer`: :class:`FlexentGRPOTrainer`, TRL's ``GRPOTrainer`` with flexent's thresholds,
-  strategy, loss and diagnostics; the inert-clipping check; strategy state in checkpoints.
+  strategy, loss and diagnostics; the inert-clipping check and :func:`check_trainer_args` (the TRL
+  settings a flexent loss does not apply); strategy state in checkpoints.
 - :mod:`.loss`: the loss step (TRL 1.16's ``_compute_loss`` with a flexent loss).
 - :mod:`.metrics`: the per-step diagnostics written into TRL's metric store.
 - :mod:`.callbacks`: ``metrics.jsonl`` and the progress bar of ``flexent train``.
@@ -21,6 +22,7 @@ from flexent.integrations.trl.trainer import (
     NORMALISATIONS,
     STATE_FILE,
     FlexentGRPOTrainer,
+    check_trainer_args,
     clipping_is_inert,
     inert_message,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "EntropyControl",
     "FlexentGRPOTrainer",
     "InertClippingError",
+    "check_trainer_args",
     "clipping_is_inert",
     "inert_message",
 ]

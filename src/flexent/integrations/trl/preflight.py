@@ -1,14 +1,16 @@
 """Everything ``flexent train`` can check before the model loads and the run directory is written.
 
-:func:`preflight` loads the training and held-out prompts (bad rows keep their file:line), checks
-that they are not empty and carry the columns the reward reads, builds the reward (its
-parameters), checks the model path, and for ``--resume`` the checkpoint's files and the config
-changes. Every problem raises a :class:`flexent.errors.UserError` whose message names the key,
+:func:`preflight` checks the output folder and the ``trainer`` settings (those a flexent loss does
+not apply, inert clipping), loads the training and held-out prompts (bad rows keep their
+file:line), checks that they are not empty and carry the columns the reward reads, builds the
+reward (its parameters), checks the model path, and for ``--resume`` the checkpoint's files and
+the config changes. Every problem raises a :class:`flexent.errors.UserError` whose message names the key,
 the file or the flag; the CLI prints it as one line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flexent.config import ConfigError, FlexentConfig, read_yaml
+from flexent.config import ConfigError, FlexentConfig, entropy_control, read_yaml
 from flexent.data import load_prompts
 from flexent.data.procedural import TASKS
 from flexent.errors import UserError
@@ -46,6 +48,7 @@ def preflight(cfg: FlexentConfig, *, resume: bool, allow_config_change: bool = F
     """Check what can be checked without the model; raises :class:`UserError`."""
     run_dir = Path(cfg.output.dir)
     check_output_dir(run_dir)
+    check_trainer_settings(cfg)
     check_inert(cfg)
     ckpt = last_checkpoint(run_dir) if run_dir.is_dir() else None
     if resume and ckpt is None:
@@ -95,21 +98,40 @@ def check_output_dir(run_dir: Path) -> None:
         ) from None
 
 
+def trainer_args(cfg: FlexentConfig) -> Any:
+    """The ``trainer`` section over ``GRPOConfig``'s field defaults, as attributes: what the
+    trainer's checks read, without building a ``GRPOConfig`` (which looks at the machine)."""
+    from types import SimpleNamespace
+
+    from trl import GRPOConfig
+
+    fields = dataclasses.fields(GRPOConfig)
+    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    return SimpleNamespace(**{**defaults, **cfg.trainer})
+
+
+def check_trainer_settings(cfg: FlexentConfig) -> None:
+    """Refuse the TRL settings a flexent loss does not apply (a ``loss_type`` that is a TRL
+    loss, sequence-level ratios, ``delta``, TRL's entropy bonus): the trainer's own check
+    (:func:`~flexent.integrations.trl.trainer.check_trainer_args`), from the config, before the
+    model loads. Its warnings are left to the trainer."""
+    from flexent.integrations.trl.trainer import check_trainer_args
+
+    try:
+        check_trainer_args(trainer_args(cfg), entropy_control(cfg))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
 def check_inert(cfg: FlexentConfig) -> None:
     """With ``entropy_control.on_inert: error``, refuse a trainer section whose generation
     batches each feed exactly one optimizer step (the trainer's own check, from the config:
     before the model loads)."""
     if cfg.entropy_control.on_inert != "error":
         return
-    from types import SimpleNamespace
-
-    from trl import GRPOConfig
-
     from flexent.integrations.trl.trainer import clipping_is_inert, inert_message
 
-    keys = ("gradient_accumulation_steps", "steps_per_generation", "num_iterations")
-    fields = GRPOConfig.__dataclass_fields__
-    args = SimpleNamespace(**{k: cfg.trainer.get(k, fields[k].default) for k in keys})
+    args = trainer_args(cfg)
     if clipping_is_inert(args):
         message = inert_message(args).removeprefix("flexent: ")
         raise UserError(f"{message} (entropy_control.on_inert: warn runs it anyway)")
@@ -238,8 +260,6 @@ def check_resume_config(cfg: FlexentConfig, saved: Path, *, allow: bool) -> None
     """Refuse a resume whose schedule settings differ from the saved ``config.yaml``."""
     if not saved.is_file():
         return
-    import dataclasses
-
     old = read_yaml(saved) or {}
     new = json.loads(json.dumps(dataclasses.asdict(cfg)))
     changed = [k for k in RESUME_KEYS if _get(old, k) != _get(new, k)]

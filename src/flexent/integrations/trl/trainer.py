@@ -50,7 +50,13 @@ from flexent.diagnostics import entropy_second_term
 from flexent.integrations.trl.loss import compute_flexent_loss
 from flexent.losses import get_policy_loss
 
-__all__ = ["STATE_FILE", "FlexentGRPOTrainer", "clipping_is_inert", "inert_message"]
+__all__ = [
+    "STATE_FILE",
+    "FlexentGRPOTrainer",
+    "check_trainer_args",
+    "clipping_is_inert",
+    "inert_message",
+]
 NORMALISATIONS = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo")
 # TRL's normalisation (loss_type) -> the flexent aggregation mode it computes.
 AGG_OF_LOSS_TYPE = {
@@ -94,6 +100,75 @@ def inert_message(args: Any) -> str:
     )
 
 
+def check_trainer_args(args: Any, control: EntropyControl) -> list[str]:
+    """The TRL settings that a flexent loss does not apply, for a ``GRPOConfig`` (or any object
+    with its fields) ``args`` and the run's ``control``.
+
+    Raises ``ValueError`` for a setting that would silently change what is trained: a
+    ``loss_type`` that is a TRL loss rather than a normalisation, sequence-level importance
+    ratios, TRL's two-sided clip ``delta``, TRL's entropy bonus. Returns warnings (possibly
+    none) for the rest: TRL's ``epsilon`` (ignored), a normalisation other than the loss
+    paper's, token-level widths for a sequence-level loss. The trainer calls it when built;
+    ``flexent train`` calls it on its config before the model loads.
+
+    >>> from types import SimpleNamespace as NS
+    >>> trl_defaults = dict(loss_type="dapo", importance_sampling_level="token", delta=None,
+    ...                     epsilon=0.2, epsilon_high=None, entropy_coef=0.0,
+    ...                     use_adaptive_entropy=False)
+    >>> check_trainer_args(NS(**trl_defaults), EntropyControl())
+    []
+    >>> cispo = NS(**{**trl_defaults, "loss_type": "cispo"})
+    >>> check_trainer_args(cispo, EntropyControl())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: trainer.loss_type='cispo' is a TRL loss, not a normalisation; ...
+    >>> wide = NS(**{**trl_defaults, "epsilon": 0.3})
+    >>> check_trainer_args(wide, EntropyControl())  # doctest: +ELLIPSIS
+    ["trainer.epsilon=0.3 / epsilon_high=None are TRL's clip and are ignored: ..."]
+    """
+    refusal = _refusal(args)
+    if refusal:
+        raise ValueError(refusal)
+    messages = []
+    if args.epsilon != 0.2 or args.epsilon_high not in (None, args.epsilon):
+        messages.append(
+            f"trainer.epsilon={args.epsilon} / epsilon_high={args.epsilon_high} are TRL's clip "
+            "and are ignored: flexent's thresholds come from entropy_control.thresholds "
+            "(e.g. eps_std: [0.2, 0.28])"
+        )
+    th = control.thresholds
+    checks = control.check_aggregation(AGG_OF_LOSS_TYPE[args.loss_type])
+    checks += control.check_eps_scale(th.std_eps(upper=False), th.std_eps(upper=True))
+    return messages + [f"{msg} (TRL: trainer.loss_type)" for msg in checks]
+
+
+def _refusal(args: Any) -> str | None:
+    """Why ``check_trainer_args`` refuses ``args``, or None."""
+    if args.loss_type not in NORMALISATIONS:
+        return (
+            f"trainer.loss_type={args.loss_type!r} is a TRL loss, not a normalisation; with "
+            f"flexent choose one of {list(NORMALISATIONS)} and set entropy_control.loss"
+        )
+    level = getattr(args, "importance_sampling_level", "token")
+    if level != "token":
+        return (
+            f"trainer.importance_sampling_level={level!r} is not applied by flexent's losses "
+            "(token-level ratios); for sequence-level ratios set entropy_control.loss=gspo"
+        )
+    if getattr(args, "delta", None) is not None:
+        return (
+            "trainer.delta (TRL's two-sided clip) is not applied by flexent's losses; use "
+            "entropy_control.loss_params.clip_c (ppo_clip's dual clip) instead"
+        )
+    # TRL's GRPOTrainer: _entropy_bonus_enabled = entropy_coef != 0.0 or use_adaptive_entropy
+    if getattr(args, "entropy_coef", 0.0) != 0.0 or getattr(args, "use_adaptive_entropy", False):
+        return (
+            "TRL's entropy bonus (trainer.entropy_coef / use_adaptive_entropy) is not combined "
+            "with a flexent loss; set trainer.entropy_coef=0 and use_adaptive_entropy=false "
+            "(flexent's own: entropy_control.entropy_coef / adaptive_entropy)"
+        )
+    return None
+
+
 class FlexentGRPOTrainer(GRPOTrainer):
     """``trl.GRPOTrainer`` with flexent's thresholds, strategy, loss and diagnostics.
 
@@ -119,42 +194,8 @@ class FlexentGRPOTrainer(GRPOTrainer):
 
     # -- configuration checks -------------------------------------------------------------
     def _check_supported(self) -> None:
-        if self.loss_type not in NORMALISATIONS:
-            raise ValueError(
-                f"trainer.loss_type={self.loss_type!r} is a TRL loss, not a normalisation; with "
-                f"flexent choose one of {list(NORMALISATIONS)} and set entropy_control.loss"
-            )
-        args: Any = self.args  # a GRPOConfig (typed as TrainingArguments by transformers)
-        if getattr(args, "importance_sampling_level", "token") != "token":
-            raise ValueError(
-                "trainer.importance_sampling_level="
-                f"{args.importance_sampling_level!r} is not applied by flexent's losses "
-                "(token-level ratios); for sequence-level ratios set entropy_control.loss=gspo"
-            )
-        if getattr(args, "delta", None) is not None:
-            raise ValueError(
-                "trainer.delta (TRL's two-sided clip) is not applied by flexent's losses; use "
-                "entropy_control.loss_params.clip_c (ppo_clip's dual clip) instead"
-            )
-        if args.epsilon != 0.2 or args.epsilon_high not in (None, args.epsilon):
-            warnings.warn(
-                f"trainer.epsilon={args.epsilon} / epsilon_high={args.epsilon_high} "
-                "are TRL's clip and are ignored: flexent's thresholds come from "
-                "entropy_control.thresholds (e.g. eps_std: [0.2, 0.28])",
-                UserWarning,
-                stacklevel=3,
-            )
-        if getattr(self, "_entropy_bonus_enabled", False):
-            raise ValueError(
-                "TRL's entropy bonus (trainer.entropy_coef / adaptive entropy) is not combined "
-                "with a flexent loss; set trainer.entropy_coef=0"
-            )
-        ec = self.entropy_control
-        th = ec.thresholds
-        messages = ec.check_aggregation(AGG_OF_LOSS_TYPE[self.loss_type])
-        messages += ec.check_eps_scale(th.std_eps(upper=False), th.std_eps(upper=True))
-        for msg in messages:
-            warnings.warn(f"{msg} (TRL: trainer.loss_type)", UserWarning, stacklevel=3)
+        for message in check_trainer_args(self.args, self.entropy_control):
+            warnings.warn(message, UserWarning, stacklevel=3)
 
     # -- the step's control ----------------------------------------------------------------
     def step_control(self, mode: str) -> StepController:
