@@ -122,7 +122,8 @@ def test_strategy_state_resumes_exactly(tmp_path):
     assert head + run(again, range(6, 11), H) == straight
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / STATE_FILE).write_text("{\n oops")
-    with pytest.raises(ValueError, match="line 2"):
+    torn = r"flexent_state\.json:2: invalid JSON \(Expecting property name enclosed in double"
+    with pytest.raises(ValueError, match=torn):
         resumed.load(str(tmp_path / "bad"))
 
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flexent.control.settings import EntropyControl
+from flexent.errors import json_error
 from flexent.strategies import Strategy
 
 STATE_FILE = "flexent_state.json"
@@ -239,7 +240,7 @@ class StepController:
             try:
                 state = json.load(f)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}, line {err.lineno}: not valid JSON ({err.msg})") from None
+                raise ValueError(json_error(path, err)) from None
         self.load_state_dict(state, where=path)
         return path
 
