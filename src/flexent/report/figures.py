@@ -40,7 +40,7 @@ class FigureSpec:
     optional: bool = False
 
 
-# METHOD §2: which tokens each region holds and which way its gradient moves entropy.
+# docs/method.md §2: which tokens each region holds and which way its gradient moves entropy.
 REGION_TITLES = {
     1: "E1: expected token, A > 0 (lowers H)",
     2: "E2: surprising token, A > 0 (raises H)",

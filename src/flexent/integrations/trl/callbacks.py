@@ -139,7 +139,7 @@ class ProgressBarCallback(TrainerCallback):
 
 class MidTrainingEval(TrainerCallback):
     """Calls ``evaluate(f"step-{N}", model, tokenizer)`` when the optimizer step reaches one of
-    ``steps`` (``evaluation.steps``: e.g. pass@k at mid-training, METHOD §6: step 120 of 400)."""
+    ``steps`` (``evaluation.steps``: e.g. pass@k at mid-training, docs/method.md §6: step 120 of 400)."""
 
     def __init__(self, evaluate: Callable[..., None], steps: list[int], trainer: Any) -> None:
         self.evaluate, self.steps, self.trainer = evaluate, set(steps), trainer
