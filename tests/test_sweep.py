@@ -391,7 +391,7 @@ def test_committed_specs_expand_to_valid_runs(name):
     validate_runs(spec, runs)
     expected = {
         "regime.yaml": 28, "replication.yaml": 45, "recheck.yaml": 9, "smollm2.yaml": 9,
-        "smollm2_t1.yaml": 6,
+        "smollm2_t1.yaml": 6, "gradnorm.yaml": 6,
     }  # fmt: skip
     assert len(runs) == expected[name]
 
@@ -413,6 +413,16 @@ def test_the_t1_spec_measures_the_smollm2_sweeps_first_steps():
         )
         total = t1.groups[arm]["entropy_control.strategy_params"]["total_steps"]
         assert total == main.overrides["trainer.max_steps"]
+
+
+def test_the_gradnorm_spec_trains_as_the_replication():
+    """configs/sweeps/gradnorm.yaml says it copies replication.yaml's training setting."""
+    root = Path(__file__).parents[1] / "configs" / "sweeps"
+    replication, grad = load_spec(root / "replication.yaml"), load_spec(root / "gradnorm.yaml")
+    assert grad.base == replication.base and grad.seeds == replication.seeds
+    training = {k: v for k, v in replication.overrides.items() if not k.startswith("evaluation.")}
+    assert {k: v for k, v in grad.overrides.items() if k != "evaluation.enabled"} == training
+    assert all(grad.groups[g] == replication.groups[g] for g in grad.groups)
 
 
 def test_the_recheck_spec_repeats_the_replication_on_other_seeds():
