@@ -110,3 +110,24 @@ def test_grad_norm_table_by_hand(tmp_path, capsys):
     assert lines[3].split(" | ")[2:5] == ["0.00 (n=1)", "1.00 (n=1)", "0.00 (n=1)"]
     with pytest.raises(SystemExit, match="baseline 'zz'"):
         grad.main([str(tmp_path), "--baseline", "zz"])
+
+
+def test_surprisal_census_helpers_by_hand():
+    """Kept mass of p = (0.5, 0.3, 0.15, 0.05): top-p 0.8 keeps 0.5 + 0.3; top-k 3 keeps 0.95;
+    top-k 3 then top-p 0.9 on the renormalised (0.526, 0.316, 0.158): 0.526 + 0.316 < 0.9, so
+    the third is kept too: 0.95. The completion mask keeps tokens up to the first EOS."""
+    import torch
+
+    census = _load("surprisal_census")
+    p = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    assert float(census._kept_mass(p, 0.8, 0)) == pytest.approx(0.8)
+    assert float(census._kept_mass(p, 1.0, 3)) == pytest.approx(0.95)
+    assert float(census._kept_mass(p, 0.9, 3)) == pytest.approx(0.95)
+    assert float(census._kept_mass(p, 1.0, 0)) == 1.0
+
+    class Tok:
+        eos_token_id, pad_token_id = 9, 0
+
+    completion = torch.tensor([[5, 6, 9, 0, 0], [5, 9, 7, 9, 0]])
+    got = census._completion_mask(completion, Tok()).tolist()
+    assert got == [[True, True, True, False, False], [True, True, False, False, False]]
