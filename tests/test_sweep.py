@@ -183,6 +183,8 @@ def test_bad_specs_name_the_key(tmp_path, text, message):
         ("{entropy_control.strategy: idd}", r"arm 'bad'.*entropy_control\.strategy.*'idd'"),
         ("{trainer.lerning_rate: 0.1}", r"arm 'bad'.*trainer\.lerning_rate"),
         ("{entropy_control.stratgy: id}", r"arm 'bad'.*entropy_control\.stratgy"),
+        ("{trainer.loss_type: cispo}", r"arm 'bad'.*loss_type='cispo' is a TRL loss"),
+        ("{trainer.steps_per_generation: 1}", r"arm 'bad'.*clipping is inert"),
     ],
 )
 def test_bad_values_fail_before_any_run(tmp_path, group, message):

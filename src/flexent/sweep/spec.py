@@ -184,15 +184,21 @@ def load_spec(path: str | Path, *, out: str | Path | None = None) -> SweepSpec:
 
 def validate_runs(spec: SweepSpec, runs: list[RunSpec]) -> None:
     """Build every run's config (without loading anything), so that a bad key or value fails
-    before the first run starts; the message names the arm, the key and the spec file."""
+    before the first run starts; the message names the arm, the key and the spec file. The
+    trainer settings a run would refuse before loading its model (a TRL loss_type, inert
+    clipping, ...) are refused here too, for every run at once."""
     # (lazy: TRL and torch, which reading a spec never needs)
     from flexent.config import ConfigError
+    from flexent.errors import UserError
     from flexent.integrations.trl.config import load_config
+    from flexent.integrations.trl.preflight import check_inert, check_trainer_settings
 
     for run in runs:
         try:
-            load_config(spec.base_config(), list(run.overrides))
-        except ConfigError as err:
+            cfg = load_config(spec.base_config(), list(run.overrides))
+            check_trainer_settings(cfg)
+            check_inert(cfg)
+        except (ConfigError, UserError) as err:
             raise SpecError(f"{spec.path}: arm {run.arm!r}: {err}") from None
 
 
