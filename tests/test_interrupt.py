@@ -121,7 +121,10 @@ def test_sweep_and_demo_commands_exit_with_the_signals_status(tmp_path, monkeypa
         raise Interrupted(signal.SIGTERM)
 
     base = tmp_path / "base.yaml"
-    base.write_text("model: {path: m}\ndata: {source: d.jsonl}\nreward: {name: math}\n")
+    base.write_text(
+        "model: {path: m}\ndata: {source: d.jsonl}\nreward: {name: math}\n"
+        "trainer: {steps_per_generation: 2}\n"  # not inert: the sweep refuses inert runs
+    )
     spec = tmp_path / "s.yaml"
     spec.write_text(f"base: {base}\nout: {tmp_path / 'out'}\n")
     monkeypatch.setattr("flexent.commands.sweep._execute", interrupted)
