@@ -75,26 +75,24 @@ def preflight(cfg: FlexentConfig, *, resume: bool, allow_config_change: bool = F
 
 
 def check_output_dir(run_dir: Path) -> None:
-    """``output.dir`` is a writable folder or can be created (tried, then removed again):
-    transformers would otherwise fail only after the model has loaded."""
+    """``output.dir`` is a writable folder or can be created: transformers would otherwise fail
+    only after the model has loaded. The check writes a temporary file into ``output.dir`` or,
+    when it does not exist yet, into its nearest existing ancestor, and creates no folder:
+    runs of a sweep started side by side (``--jobs``) share ancestors, and a folder made and
+    removed again by one of them would race with the others."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output.dir {run_dir} is a file, not a folder")
     probe = run_dir
-    while not probe.parent.exists() and probe.parent != probe:
+    while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     try:
-        if run_dir.is_dir():
-            with tempfile.TemporaryFile(dir=run_dir):
-                pass
-        else:
-            if not probe.parent.is_dir():
-                raise NotADirectoryError(20, "Not a directory", str(probe.parent))
-            probe.mkdir()
-            probe.rmdir()
+        if probe.exists() and not probe.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(probe))
+        with tempfile.TemporaryFile(dir=probe):
+            pass
     except OSError as err:
         raise UserError(
-            f"output.dir {run_dir}: cannot write there ({err.strerror or err}: "
-            f"{err.filename or probe})"
+            f"output.dir {run_dir}: cannot write there ({err.strerror or err}: {probe})"
         ) from None
 
 
