@@ -11,39 +11,20 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("trl")
 
-from tiny_support import save_tiny_model, write_countdown_rows
+from tiny_support import write_train_env
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """A tiny model, countdown-style data and a base config; returns (folder, config path)."""
+    """A tiny model, countdown-style data and a train config; returns (folder, config path)."""
     root = tmp_path_factory.mktemp("cli")
-    save_tiny_model(root / "model")
-    write_countdown_rows(root / "data.jsonl")
-    cfg = root / "cfg.yaml"
-    cfg.write_text(
-        textwrap.dedent(
-            f"""
-            model: {{path: {root / "model"}}}
-            data: {{source: {root / "data.jsonl"}, split: null}}
-            reward: {{name: countdown}}
-            trainer: {{max_steps: 2, per_device_train_batch_size: 4, num_generations: 4,
-                       steps_per_generation: 2, max_completion_length: 4, save_steps: 1,
-                       use_cpu: true, report_to: []}}
-            entropy_control: {{strategy: id}}
-            evaluation: {{enabled: false}}
-            output: {{dir: {root / "run"}}}
-            """
-        )
-    )
-    return root, cfg
+    return root, write_train_env(root)
 
 
 def flexent(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

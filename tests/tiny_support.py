@@ -1,9 +1,10 @@
-"""Helpers of the tests: a tiny offline model (the ``tiny`` fixtures of conftest.py build it too)
-and countdown-style prompt rows."""
+"""Helpers of the tests: a tiny offline model (the ``tiny`` fixtures of conftest.py build it too),
+countdown-style prompt rows, and a train config over both."""
 
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,27 @@ def write_countdown_rows(path: Path, n: int = 8) -> Path:
              "numbers": [i, i + 1], "target": 2 * i + 1} for i in range(1, n + 1)]  # fmt: skip
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def write_train_env(root: Path) -> Path:
+    """A tiny model, countdown rows and a 2-step `id` train config in ``root``; returns the
+    config's path (its ``output.dir`` is ``root / "run"``)."""
+    save_tiny_model(root / "model")
+    write_countdown_rows(root / "data.jsonl")
+    cfg = root / "cfg.yaml"
+    cfg.write_text(
+        textwrap.dedent(
+            f"""
+            model: {{path: {root / "model"}}}
+            data: {{source: {root / "data.jsonl"}, split: null}}
+            reward: {{name: countdown}}
+            trainer: {{max_steps: 2, per_device_train_batch_size: 4, num_generations: 4,
+                       steps_per_generation: 2, max_completion_length: 4, save_steps: 1,
+                       use_cpu: true, report_to: []}}
+            entropy_control: {{strategy: id}}
+            evaluation: {{enabled: false}}
+            output: {{dir: {root / "run"}}}
+            """
+        )
+    )
+    return cfg
