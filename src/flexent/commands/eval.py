@@ -16,7 +16,11 @@ from flexent.errors import UserError, one_line_warnings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="model directory, .gguf file or hub name")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="model directory, .gguf file, hub name or packaged model (pypi:smollm2-135m-instruct)",
+    )
     add = parser.add_argument
     add(
         "--benchmark",
