@@ -265,7 +265,7 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
                     f"(loss_mode=flexent_*), got loss_mode={self.loss_mode!r}"
                 )
             return
-        self._build_control((0.2, 0.2))  # every value, with its key
+        self.control(eps_std=0.2)  # every value, with its key (cached: built once per eps_std)
         # conflicts with this section's verl keys now; actor-level keys when the loss runs
         _resolve(flexent_loss_name(self.loss_mode), dict(self.loss_params), {"policy_loss": self})
 
