@@ -4,7 +4,8 @@
   weight is 0 is exactly ``eps_std`` as a Python float (not a tensor), so the clip bound is
   computed as TRL's and verl's own losses compute it (bit for bit, as the parity tests check).
 - :func:`loss_arguments`: the loss's keyword parameters plus what its traits ask the adapter
-  for: a generator for randomised losses (``clip_cov``), the current policy's per-token entropy.
+  for: a generator for randomised losses (``clip_cov``), the current policy's per-token entropy,
+  pi_old's per-token entropy and second term (``erc``, ``clip_b``, ``clip_v``).
 - :class:`StepGenerators`: one generator per device, re-seeded from (seed, rank, step) when the
   step changes (:func:`~flexent.control.settings.step_seed`), so a resumed run draws what the
   uninterrupted run drew.
@@ -76,19 +77,34 @@ def loss_arguments(
     generator: Callable[[], torch.Generator],
     entropy: torch.Tensor | None,
     missing_entropy_hint: str = "",
+    old_entropy: torch.Tensor | None = None,
+    old_second_term: torch.Tensor | None = None,
+    missing_old_hint: str = "",
 ) -> dict[str, Any]:
     """``params`` plus the arguments loss ``loss``'s traits ask for: ``generator`` (called only
-    when the loss is randomised) and the current policy's per-token ``entropy`` ``[B, T]``
-    (detached; a loss that needs it and gets None is an error, with the engine's hint)."""
+    when the loss is randomised), the current policy's per-token ``entropy`` ``[B, T]``, and
+    pi_old's per-token ``old_entropy`` and ``old_second_term`` ``[B, T]`` (all detached; a loss
+    that needs one and gets None is an error, with the engine's hint: ``missing_entropy_hint``
+    for the current policy's entropy, ``missing_old_hint`` for pi_old's quantities)."""
     out = dict(params)
     traits = loss_traits(loss)
     if traits.needs_generator:
         out["generator"] = generator()
-    if traits.needs_entropy:
-        if entropy is None:
+    needed = (
+        (traits.needs_entropy, "entropy", entropy, "the current policy's per-token entropy",
+         missing_entropy_hint),
+        (traits.needs_old_entropy, "old_entropy", old_entropy,
+         "pi_old's per-token entropy", missing_old_hint),
+        (traits.needs_old_second_term, "old_second_term", old_second_term,
+         "pi_old's per-token second term sum_x p_x^2 (ln p_x + H)", missing_old_hint),
+    )  # fmt: skip
+    for wanted, key, value, what, hint in needed:
+        if not wanted:
+            continue
+        if value is None:
             raise RuntimeError(
-                f"loss {loss!r} needs the current policy's per-token entropy, which did not "
-                "reach it" + (f": {missing_entropy_hint}" if missing_entropy_hint else "")
+                f"loss {loss!r} needs {what}, which did not reach it"
+                + (f": {hint}" if hint else "")
             )
-        out["entropy"] = entropy.detach()
+        out[key] = value.detach()
     return out

@@ -45,6 +45,13 @@ class LossTraits:
             adapters supply one, seeded per training step (reproducible across resume).
         needs_entropy: the loss takes ``entropy=`` (the current policy's per-token entropy
             ``[B, T]``, detached); the adapters supply it.
+        needs_old_entropy: the loss takes ``old_entropy=`` (pi_old's per-token entropy
+            ``[B, T]``, detached: the policy that sampled the batch, computed where its
+            log-probs were); the adapters supply it.
+        needs_old_second_term: the loss takes ``old_second_term=`` (pi_old's per-token
+            ``sum_x p_x^2 (ln p_x + H)`` ``[B, T]``, detached: the vocabulary-wide part of the
+            first-order entropy change, :func:`flexent.diagnostics.entropy_second_term` of
+            pi_old's logits); the adapters supply it.
         scalar_eps: the loss sets its own clip bounds from scalar ``eps_low`` / ``eps_high``
             (the start of a search), so per-token thresholds (every strategy but ``static``)
             do not apply.
@@ -54,12 +61,19 @@ class LossTraits:
     default_agg: str | None = None
     needs_generator: bool = False
     needs_entropy: bool = False
+    needs_old_entropy: bool = False
+    needs_old_second_term: bool = False
     scalar_eps: bool = False
 
     def adapter_params(self) -> set[str]:
         """Loss parameters the adapters supply themselves (not settable in ``loss_params``)."""
-        supplied = {"generator"} if self.needs_generator else set()
-        return supplied | ({"entropy"} if self.needs_entropy else set())
+        flags = (
+            (self.needs_generator, "generator"),
+            (self.needs_entropy, "entropy"),
+            (self.needs_old_entropy, "old_entropy"),
+            (self.needs_old_second_term, "old_second_term"),
+        )
+        return {name for needed, name in flags if needed}
 
 
 PolicyLossFn = Callable[..., LossOutput]
