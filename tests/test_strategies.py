@@ -195,8 +195,12 @@ def test_state_round_trip_resume(name, params):
 
 
 def test_registry_and_validation():
-    assert list_strategies() == ["did", "dynamic", "id", "od", "static", "target"]
-    with pytest.raises(ValueError, match="valid names: did, dynamic, id, od, static, target"):
+    assert list_strategies() == [
+        "aepo", "did", "dynamic", "id", "od", "repo_r", "static", "target"
+    ]  # fmt: skip
+    with pytest.raises(
+        ValueError, match="valid names: aepo, did, dynamic, id, od, repo_r, static, target"
+    ):
         get_strategy("nope", total_steps=10)
     with pytest.raises(ValueError, match=r"unknown parameter.*'rho'"):
         get_strategy("id", total_steps=10, rho=0.5)

@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "cores, C / N)",
     )  # fmt: skip
     parser.add_argument("--out", metavar="DIR", help="sweep directory (default: the spec's out)")
+    parser.add_argument(
+        "--seed-major", action="store_true",
+        help="run every arm's first seed, then every arm's second, ... (default: arm by arm); a "
+        "sweep stopped early then holds whole seeds of every arm",
+    )  # fmt: skip
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--dry-run", action="store_true",
@@ -76,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
             return _report(spec, args.arms, args.report_dir, args.baseline)
         setup = spec.setup()
         runs = spec.runs(setup.overrides(_cache(spec)) if setup else None)
+        if args.seed_major:
+            runs.sort(key=lambda run: spec.seeds.index(run.seed))  # stable: arm order kept
         validate_runs(spec, runs)
     except SpecError as err:
         return _fail(str(err))

@@ -6,7 +6,8 @@ translate their own step counter into flexent's k (optimizer steps counted from 
 ``(w_up, w_low)`` once, with the last observed rollout entropy, and fixes the step's
 entropy-bonus coefficient: ``entropy_coef`` (or, with ``adaptive_entropy``, Skywork-OR1's
 adaptive coefficient updated from the same entropy) plus the strategy's own bonus (``target``
-with ``actuator: cascade | bonus``). Its state (strategy, adaptive coefficient, last entropy,
+with ``actuator: cascade | bonus``), and the strategy's advantage shaping (the loss-weight
+controllers, :mod:`flexent.control.shaping`). Its state (strategy, adaptive coefficient, last entropy,
 last weights) goes into every checkpoint as ``flexent_state.json``.
 
 >>> from flexent.control.settings import EntropyControl
@@ -25,7 +26,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from flexent.control.settings import EntropyControl
+from flexent.control.shaping import shape_advantages
 from flexent.errors import json_error
 from flexent.strategies import Strategy
 
@@ -70,6 +74,7 @@ class StepController:
         self.step = -1  # the step whose values are held (-1: none yet)
         self.weights: tuple[float, float] = (0.0, 0.0)
         self.bonus = 0.0  # the strategy's own bonus coefficient at self.step
+        self.shaping: tuple[str, dict[str, float]] | None = None  # the strategy's, at self.step
         self.adaptive_coef = 0.0  # the adaptive coefficient applied at self.step
 
     # -- the strategy -----------------------------------------------------------------------
@@ -136,6 +141,8 @@ class StepController:
         w_up, w_low = strategy.weights(step, entropy=entropy)
         self.weights = (float(w_up), float(w_low))
         self.bonus = float(strategy.bonus_coef())
+        shaping = strategy.shaping()
+        self.shaping = None if shaping is None else (shaping[0], dict(shaping[1]))
         if self.adaptive is not None:
             assert entropy is not None  # checked above
             self.adaptive_coef = float(self.adaptive.step(entropy))
@@ -147,6 +154,13 @@ class StepController:
         """The entropy-bonus coefficient of the held step (0 = no bonus)."""
         base = self.adaptive_coef if self.adaptive is not None else float(self.control.entropy_coef)
         return base + self.bonus
+
+    def shape_advantages(self, advantages: torch.Tensor, *, logprobs: torch.Tensor) -> torch.Tensor:
+        """``advantages`` ``[B, T]`` with the held step's advantage shaping applied (unchanged
+        when the strategy does not shape; :mod:`flexent.control.shaping`)."""
+        if self.shaping is None:
+            return advantages
+        return shape_advantages(self.shaping[0], self.shaping[1], advantages, logprobs=logprobs)
 
     def metrics(self) -> dict[str, float]:
         """The held step's ``control/*`` values: the strategy's and the adaptive coefficient's,
@@ -178,6 +192,7 @@ class StepController:
             "step": self.step,
             "weights": list(self.weights),
             "bonus": self.bonus,
+            "shaping": None if self.shaping is None else list(self.shaping),
             "adaptive_entropy": adaptive,
         }
 
@@ -194,6 +209,8 @@ class StepController:
         self.step = int(state["step"])
         self.weights = (float(state["weights"][0]), float(state["weights"][1]))
         self.bonus = float(state["bonus"])
+        shaping = state.get("shaping")
+        self.shaping = None if shaping is None else (str(shaping[0]), dict(shaping[1]))
         adaptive = state.get("adaptive_entropy")
         if self.adaptive is not None:
             if adaptive is None:

@@ -10,7 +10,8 @@
 (-0.9267, 0.3333)
 
 Importing this package registers ``ppo_clip``, ``ce_gppo``, ``clip_cov``, ``kl_cov``, ``gspo``,
-``sapo``, ``cispo``, ``dppo_tv``, ``dppo_kl``, ``aspo``, ``archer`` and ``bapo``, each with its
+``luspo``, ``sapo``, ``vespo``, ``cispo``, ``dppo_tv``, ``dppo_kl``, ``aspo``, ``archer``, ``bapo``,
+``gmpo``, ``dro``, ``clip_b``, ``clip_v`` and ``erc``, each with its
 :class:`LossTraits`; see docs/losses.md. :func:`prepare` and :func:`out_of_band` are the input
 handling and clip test every loss starts from (the diagnostics reuse them).
 """
@@ -26,10 +27,14 @@ from flexent.losses import (  # noqa: F401  (registers the losses)
     clip,
     cov,
     dppo,
+    dro,
+    entropy_clip,
     entropy_gated,
+    geometric,
     importance,
     sequence,
     soft,
+    vespo,
 )
 from flexent.losses._common import LOG_RATIO_CLAMP, EpsLike, Prepared, out_of_band, prepare
 from flexent.losses.aggregate import AGG_MODES, aggregate, entropy_bonus
@@ -37,7 +42,10 @@ from flexent.losses.balanced import bapo
 from flexent.losses.clip import ce_gppo, ppo_clip, ppo_clip_reference
 from flexent.losses.cov import clip_cov, kl_cov
 from flexent.losses.dppo import dppo_kl, dppo_tv
+from flexent.losses.dro import dro
+from flexent.losses.entropy_clip import clip_b, clip_v, erc
 from flexent.losses.entropy_gated import archer, high_entropy_mask, sequence_quantile_mask
+from flexent.losses.geometric import gmpo
 from flexent.losses.importance import aspo, cispo
 from flexent.losses.registry import (
     LossOutput,
@@ -50,8 +58,9 @@ from flexent.losses.registry import (
     register_policy_loss,
     user_param_names,
 )
-from flexent.losses.sequence import gspo
+from flexent.losses.sequence import gspo, luspo
 from flexent.losses.soft import sapo
+from flexent.losses.vespo import vespo
 
 __all__ = [
     "AGG_MODES",
@@ -66,18 +75,24 @@ __all__ = [
     "ce_gppo",
     "check_loss_params",
     "cispo",
+    "clip_b",
     "clip_cov",
+    "clip_v",
     "compute_policy_loss",
     "dppo_kl",
     "dppo_tv",
+    "dro",
     "entropy_bonus",
+    "erc",
     "get_policy_loss",
+    "gmpo",
     "gspo",
     "high_entropy_mask",
     "kl_cov",
     "list_policy_losses",
     "loss_param_names",
     "loss_traits",
+    "luspo",
     "out_of_band",
     "ppo_clip",
     "ppo_clip_reference",
@@ -86,6 +101,7 @@ __all__ = [
     "sapo",
     "sequence_quantile_mask",
     "user_param_names",
+    "vespo",
 ]
 
 

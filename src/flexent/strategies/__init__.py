@@ -6,8 +6,8 @@ Each strategy says how strongly the probability-dependent thresholds of
     eps_high = w_up * H(p) + (1 - w_up) * eps_std
     eps_low  = w_low * M(p) + (1 - w_low) * eps_std
 
-Registered names: ``static``, ``dynamic``, ``id``, ``did``, ``od``, ``target``
-(see docs/strategies.md). Open-loop ones are pure functions of (step, total_steps, params),
+Registered names: ``static``, ``dynamic``, ``id``, ``did``, ``od``, ``target``, and the
+peers' loss-weight controllers ``aepo`` and ``repo_r`` (see docs/strategies.md). Open-loop ones are pure functions of (step, total_steps, params),
 also exposed as :func:`id_weights` and :func:`did_weights`; ``od`` and ``target`` observe the
 step's mean token entropy and keep state for checkpoints.
 
@@ -30,6 +30,7 @@ from flexent.strategies.base import (
     strategy_class,
     strategy_param_names,
 )
+from flexent.strategies.loss_weight import AdaptiveNegativeGate, RepoR, adapt_zeta
 from flexent.strategies.od import OscillatoryDecay, od_next_state, od_thresholds
 from flexent.strategies.schedules import (
     DecreaseIncreaseDecrease,
@@ -45,21 +46,26 @@ from flexent.strategies.target import (
     PRESETS,
     TargetEntropy,
     TargetTrajectory,
+    TrackingStrategy,
     make_trajectory,
     pi_step,
 )
 
 __all__ = [
     "PRESETS",
+    "AdaptiveNegativeGate",
     "DecreaseIncreaseDecrease",
     "Dynamic",
     "FeedbackStrategy",
     "IncreaseDecrease",
     "OscillatoryDecay",
+    "RepoR",
     "Static",
     "Strategy",
     "TargetEntropy",
     "TargetTrajectory",
+    "TrackingStrategy",
+    "adapt_zeta",
     "check_strategy_params",
     "did_weights",
     "get_strategy",

@@ -158,6 +158,17 @@ class Strategy:
         the adapters add it to ``entropy_coef``."""
         return 0.0
 
+    @property
+    def shapes_advantages(self) -> bool:
+        """Whether :meth:`shaping` can return a shaping (the adapter must apply it)."""
+        return False
+
+    def shaping(self) -> tuple[str, dict[str, float]] | None:
+        """The advantage shaping of the last step, ``(kind, params)`` for
+        :func:`flexent.control.shaping.shape_advantages`, or None (the loss-weight controllers
+        EntroPIC, AEPO and REPO-R; read after :meth:`weights`)."""
+        return None
+
     def metrics(self) -> dict[str, float]:
         """The last step's ``control/*`` values (empty before the first :meth:`weights` call)."""
         return dict(self._last)

@@ -15,9 +15,15 @@ The ``actuator`` turns u into the strategy's outputs:
   ``c = bonus_max * sign(u) (|u| - 1)`` (a penalty when negative). One integrator with
   anti-windup at U covers both actuators.
 - ``bonus`` (U = 1): the clip stays static, (0, 0); ``c = bonus_max * u``.
+- ``entropic`` (U = 1, EntroPIC's actuator, arXiv 2511.15248): the clip stays static; u sets
+  the loss weight of high-probability tokens (p > ``p_high``, 0.95 as EntroPIC's code):
+  ``1 - u`` when A > 0 (they lower entropy), ``1 + u`` when A < 0 (they raise it); applied as
+  an advantage shaping (:mod:`flexent.control.shaping`, which states the departures). EntroPIC's
+  own gains are kp 1, ki 0.01 on an error in nats (flexent's error is relative to H_init).
 
-The adapters add :meth:`TargetEntropy.bonus_coef` to ``entropy_coef`` at every step (TRL;
-the verl plugin supports ``actuator: clip`` only).
+The adapters add :meth:`TargetEntropy.bonus_coef` to ``entropy_coef`` at every step and apply
+:meth:`TargetEntropy.shaping` to the advantages (TRL; the verl plugin supports ``actuator:
+clip`` only).
 
 The trajectory is piecewise linear in training progress x = k / T through ``points``
 ``[(x, value), ...]`` (flat before the first and after the last point); values are multiples of
@@ -155,7 +161,9 @@ def pi_step(
     return max(-limit, min(limit, u)), candidate
 
 
-ACTUATORS = ("clip", "cascade", "bonus")
+ACTUATORS = ("clip", "cascade", "bonus", "entropic")
+# EntroPIC's high-probability cut: its controller reweights tokens sampled with p above this
+P_HIGH = 0.95
 
 
 def actuate(u: float, actuator: str, bonus_max: float) -> tuple[float, float, float]:
@@ -166,6 +174,8 @@ def actuate(u: float, actuator: str, bonus_max: float) -> tuple[float, float, fl
     """
     if actuator == "bonus":
         return 0.0, 0.0, bonus_max * u
+    if actuator == "entropic":  # u drives the advantage shaping, not the clip or a bonus
+        return 0.0, 0.0, 0.0
     clip_part = max(-1.0, min(1.0, u))
     excess = u - clip_part  # nonzero only in cascade (|u| > 1)
     w_up, w_low = (clip_part, 0.0) if clip_part >= 0.0 else (0.0, -clip_part)
@@ -179,15 +189,82 @@ def _check_gain(name: str, value: float) -> float:
     return value
 
 
+class TrackingStrategy(FeedbackStrategy):
+    """A feedback strategy that follows a target trajectory H*(k) (``target`` / ``points`` /
+    ``preset``, as :func:`make_trajectory`); it keeps the mean tracking error and logs
+    ``control/target``, ``control/error`` (= (H* - H) / H_init) and ``control/tracking_error``.
+    Subclasses (``target``, ``aepo``, ``repo_r``) turn the error into their outputs."""
+
+    def __init__(
+        self,
+        total_steps: int,
+        h_init: float | None,
+        *,
+        target: float | None,
+        points: Sequence[Sequence[float]] | None,
+        preset: str | None,
+        relative: bool,
+        phase_ratio: float,
+        cycles: int,
+        h_min_ratio: float,
+    ) -> None:
+        super().__init__(total_steps, h_init)
+        self.trajectory = make_trajectory(
+            target=target, points=points, preset=preset, relative=relative,
+            phase_ratio=phase_ratio, cycles=cycles, h_min_ratio=h_min_ratio,
+        )  # fmt: skip
+        self.preset = preset
+        self.abs_error_sum = 0.0
+        self.n_observed = 0
+
+    def _shape_repr(self) -> str:
+        return f"preset={self.preset!r}" if self.preset else f"points={list(self.trajectory.points)}"
+
+    def target_at(self, step: int) -> float:
+        """H*(step) in nats (needs ``h_init``, measured at the first :meth:`weights` call)."""
+        if self.h_init is None:
+            raise ValueError("h_init is not known yet: pass h_init= or call weights() first")
+        return self.trajectory(self._check_step(step) / self.total_steps, self.h_init)
+
+    @property
+    def tracking_error(self) -> float:
+        """Mean |H_k - H*(k)| / H_init over the steps observed so far (0 before any)."""
+        return self.abs_error_sum / self.n_observed if self.n_observed else 0.0
+
+    def _track(self, step: int, entropy: float, h_init: float) -> tuple[float, float]:
+        """``(H*(k), e_k)`` of this step, counted in the tracking error and logged."""
+        target = self.trajectory(step / self.total_steps, h_init)
+        error = (target - entropy) / h_init
+        self.abs_error_sum += abs(error)
+        self.n_observed += 1
+        self._last.update({"control/target": target, "control/error": error,
+                           "control/tracking_error": self.tracking_error})  # fmt: skip
+        return target, error
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(abs_error_sum=self.abs_error_sum, n_observed=self.n_observed)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        try:
+            self.abs_error_sum = float(state["abs_error_sum"])
+            self.n_observed = int(state["n_observed"])
+        except KeyError as err:
+            raise ValueError(f"state_dict for {self.name!r} lacks key {err.args[0]!r}") from None
+
+
 @register_strategy("target")
-class TargetEntropy(FeedbackStrategy):
+class TargetEntropy(TrackingStrategy):
     """``target``: PI control of the entropy towards a trajectory; see the module docstring.
 
     Parameters: ``target`` / ``points`` / ``preset`` (+ ``relative``, ``phase_ratio``,
     ``cycles``, ``h_min_ratio`` for presets) choose H*; ``kp``, ``ki`` are the gains;
     ``h_init`` the reference entropy in nats (measured at the first step when None);
-    ``actuator`` (``clip``, ``cascade``, ``bonus``) and ``bonus_max`` (the entropy-bonus
-    coefficient at full output, > 0 for ``cascade`` / ``bonus``) choose what u drives.
+    ``actuator`` (``clip``, ``cascade``, ``bonus``, ``entropic``) and ``bonus_max`` (the
+    entropy-bonus coefficient at full output, > 0 for ``cascade`` / ``bonus``) choose what u
+    drives; ``p_high`` is ``entropic``'s probability cut.
     """
 
     def __init__(
@@ -205,66 +282,63 @@ class TargetEntropy(FeedbackStrategy):
         h_min_ratio: float = H_MIN_RATIO,
         actuator: str = "clip",
         bonus_max: float = 0.0,
+        p_high: float | None = None,
     ) -> None:
-        super().__init__(total_steps, h_init)
+        super().__init__(
+            total_steps, h_init, target=target, points=points, preset=preset, relative=relative,
+            phase_ratio=phase_ratio, cycles=cycles, h_min_ratio=h_min_ratio,
+        )  # fmt: skip
         if actuator not in ACTUATORS:
             raise ValueError(f"actuator must be one of {list(ACTUATORS)}, got {actuator!r}")
         self.actuator, self.bonus_max = actuator, _check_gain("bonus_max", bonus_max)
-        if (actuator == "clip") != (self.bonus_max == 0.0):
+        if (actuator in ("cascade", "bonus")) != (self.bonus_max > 0.0):
             raise ValueError(
-                f"bonus_max must be > 0 with actuator {actuator!r} and 0 with 'clip', "
-                f"got {bonus_max!r}"
+                f"bonus_max must be > 0 with actuator 'cascade' / 'bonus' and 0 otherwise, got "
+                f"{bonus_max!r} with {actuator!r}"
             )
+        if p_high is not None and actuator != "entropic":
+            raise ValueError(f"p_high is the 'entropic' actuator's; actuator is {actuator!r}")
+        self.p_high = P_HIGH if p_high is None else check_ratio("p_high", p_high)
+        self._u = 0.0
         self._coef = 0.0
-        self.trajectory = make_trajectory(
-            target=target, points=points, preset=preset, relative=relative,
-            phase_ratio=phase_ratio, cycles=cycles, h_min_ratio=h_min_ratio,
-        )  # fmt: skip
-        self.preset = preset
         self.kp, self.ki = _check_gain("kp", kp), _check_gain("ki", ki)
         if self.kp == 0.0 and self.ki == 0.0:
             raise ValueError("kp and ki are both 0: the controller would never act")
         self.integral = 0.0
-        self.abs_error_sum = 0.0
-        self.n_observed = 0
 
     def __repr__(self) -> str:
-        shape = (
-            f"preset={self.preset!r}" if self.preset else f"points={list(self.trajectory.points)}"
+        shape = self._shape_repr()
+        act = {"clip": "", "entropic": f", entropic, p_high={self.p_high}"}.get(
+            self.actuator, f", {self.actuator}, bonus_max={self.bonus_max}"
         )
-        act = "" if self.actuator == "clip" else f", {self.actuator}, bonus_max={self.bonus_max}"
         return f"TargetEntropy(total_steps={self.total_steps}, {shape}, kp={self.kp}, ki={self.ki}{act})"
 
-    def target_at(self, step: int) -> float:
-        """H*(step) in nats (needs ``h_init``, measured at the first :meth:`weights` call)."""
-        if self.h_init is None:
-            raise ValueError("h_init is not known yet: pass h_init= or call weights() first")
-        return self.trajectory(self._check_step(step) / self.total_steps, self.h_init)
-
-    @property
-    def tracking_error(self) -> float:
-        """Mean |H_k - H*(k)| / H_init over the steps observed so far (0 before any)."""
-        return self.abs_error_sum / self.n_observed if self.n_observed else 0.0
-
     def _update(self, step: int, entropy: float, h_init: float) -> tuple[float, float]:
-        target = self.trajectory(step / self.total_steps, h_init)
-        error = (target - entropy) / h_init
+        _, error = self._track(step, entropy, h_init)
         limit = 2.0 if self.actuator == "cascade" else 1.0
         u, self.integral = pi_step(error, self.integral, kp=self.kp, ki=self.ki, limit=limit)
-        self.abs_error_sum += abs(error)
-        self.n_observed += 1
+        self._u = u
         w_up, w_low, self._coef = actuate(u, self.actuator, self.bonus_max)
-        self._last.update(
-            {"control/target": target, "control/error": error, "control/u": u,
-             "control/tracking_error": self.tracking_error}
-        )  # fmt: skip
-        if self.actuator != "clip":
+        self._last["control/u"] = u
+        if self.actuator in ("cascade", "bonus"):
             self._last["control/entropy_coef"] = self._coef
+        if self.actuator == "entropic":
+            self._last["control/alpha"] = u
         return w_up, w_low
 
     @property
     def uses_bonus(self) -> bool:
-        return self.actuator != "clip"
+        return self.actuator in ("cascade", "bonus")
+
+    @property
+    def shapes_advantages(self) -> bool:
+        return self.actuator == "entropic"
+
+    def shaping(self) -> tuple[str, dict[str, float]] | None:
+        """EntroPIC's ``("entropic", {alpha, p_high})`` of the last step (None otherwise)."""
+        if self.actuator != "entropic":
+            return None
+        return "entropic", {"alpha": self._u, "p_high": self.p_high}
 
     def bonus_coef(self) -> float:
         """The entropy-bonus coefficient of the last step (0 with ``actuator: clip``)."""
@@ -272,16 +346,14 @@ class TargetEntropy(FeedbackStrategy):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update(integral=self.integral, abs_error_sum=self.abs_error_sum,
-                     n_observed=self.n_observed, coef=self._coef)  # fmt: skip
+        state.update(integral=self.integral, coef=self._coef, u=self._u)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         try:
             self.integral = float(state["integral"])
-            self.abs_error_sum = float(state["abs_error_sum"])
-            self.n_observed = int(state["n_observed"])
             self._coef = float(state.get("coef", 0.0))
+            self._u = float(state.get("u", 0.0))
         except KeyError as err:
             raise ValueError(f"state_dict for 'target' lacks key {err.args[0]!r}") from None

@@ -81,10 +81,11 @@ def compute_flexent_loss(trainer: Any, model, inputs) -> torch.Tensor:
     w_up, w_low = control.weights
     eps_low, eps_high = step_eps(trainer.entropy_control.thresholds, old_logprobs,
                                  w_up=w_up, w_low=w_low, logprobs=logprobs)  # fmt: skip
-    adv_bt = advantages.expand_as(logprobs)
+    # the loss-weight controllers (EntroPIC, AEPO, REPO-R) act through the advantages
+    adv_bt = control.shape_advantages(advantages.expand_as(logprobs), logprobs=logprobs)
     out = trainer._loss_fn(
         logprobs, old_logprobs, adv_bt, mask, eps_low=eps_low, eps_high=eps_high,
-        **trainer.loss_arguments(entropies),
+        **trainer.loss_arguments(entropies, inputs),
     )  # fmt: skip
     per_token_loss = out.per_token_loss
     coef = control.entropy_coef

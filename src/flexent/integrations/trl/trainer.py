@@ -48,7 +48,8 @@ from flexent.control import (
 )
 from flexent.diagnostics import entropy_second_term
 from flexent.integrations.trl.loss import compute_flexent_loss
-from flexent.losses import get_policy_loss
+from flexent.integrations.trl.advantages import check_trl_advantage_args, recompute_advantages
+from flexent.losses import get_policy_loss, loss_traits
 
 __all__ = [
     "STATE_FILE",
@@ -128,6 +129,7 @@ def check_trainer_args(args: Any, control: EntropyControl) -> list[str]:
     refusal = _refusal(args)
     if refusal:
         raise ValueError(refusal)
+    check_trl_advantage_args(args, control.advantage)
     messages = []
     if args.epsilon != 0.2 or args.epsilon_high not in (None, args.epsilon):
         messages.append(
@@ -180,6 +182,8 @@ class FlexentGRPOTrainer(GRPOTrainer):
         self.entropy_control = entropy_control or EntropyControl()
         self._check_supported()
         self._loss_fn = get_policy_loss(self.entropy_control.loss)
+        self._loss_traits = loss_traits(self.entropy_control.loss)
+        self._rewards_per_func: torch.Tensor | None = None
         # T is TRL's max_steps, known in train(): the controller builds the strategy then.
         self.controller = StepController(self.entropy_control)
         self.generators = StepGenerators(int(self.args.seed), int(self.accelerator.process_index))
@@ -228,6 +232,8 @@ class FlexentGRPOTrainer(GRPOTrainer):
             out = super()._generate_and_score_completions(inputs)
         finally:
             capture, self._capture = self._capture, None
+        if self.entropy_control.advantage:
+            recompute_advantages(self, out, self._rewards_per_func, self.entropy_control.advantage)
         old = out.get("old_per_token_logps")
         if capture and old is not None and capture[0][0] is old:
             entropies = capture[0][1]
@@ -239,9 +245,14 @@ class FlexentGRPOTrainer(GRPOTrainer):
         if self.model is not None and self.model.training:
             self.controller.observe_entropy(float((totals[0] / totals[1].clamp(min=1.0)).item()))
         out["flexent_old_entropy"] = entropies
-        if self.entropy_control.log_pred_dh_full:
+        if self.entropy_control.log_pred_dh_full or self._loss_traits.needs_old_second_term:
             out["flexent_old_second_term"] = self._rollout_second_term(out)
         return out
+
+    def _calculate_rewards(self, *args, **kwargs):  # type: ignore[override]
+        # kept for a flexent advantage estimator (TRL does not return the rewards)
+        self._rewards_per_func = super()._calculate_rewards(*args, **kwargs)
+        return self._rewards_per_func
 
     @torch.no_grad()
     def _rollout_second_term(self, out: dict[str, Any]) -> torch.Tensor:
@@ -283,15 +294,21 @@ class FlexentGRPOTrainer(GRPOTrainer):
         return mask if "tool_mask" not in inputs else mask * inputs["tool_mask"]
 
     # -- the loss ---------------------------------------------------------------------------
-    def loss_arguments(self, entropies: torch.Tensor) -> dict[str, Any]:
+    def loss_arguments(
+        self, entropies: torch.Tensor, inputs: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """``loss_params`` plus what the loss's traits ask for: this step's generator, the
-        current policy's per-token ``entropies``."""
+        current policy's per-token ``entropies``, pi_old's per-token entropy and second term
+        (from the micro-batch ``inputs``, where the generation step stored them)."""
         step, device = int(self.state.global_step), self.accelerator.device
+        inputs = inputs or {}
         return loss_arguments(
             self.entropy_control.loss,
             self.entropy_control.loss_params,
             generator=lambda: self.generators.get(step, device),
             entropy=entropies,
+            old_entropy=inputs.get("flexent_old_entropy"),
+            old_second_term=inputs.get("flexent_old_second_term"),
         )
 
     def _compute_loss(self, model, inputs):  # type: ignore[override]
