@@ -202,6 +202,7 @@ class EntropyControlConfig:
     entropy_coef: float = _default(EntropyControl, "entropy_coef")
     log_pred_dh_full: bool = _default(EntropyControl, "log_pred_dh_full")
     adaptive_entropy: dict[str, Any] = _default(EntropyControl, "adaptive_entropy")
+    advantage: dict[str, Any] = _default(EntropyControl, "advantage")
 
 
 @dataclass

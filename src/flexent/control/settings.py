@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flexent.advantages import check_advantage
 from flexent.diagnostics import SCHEMES
 from flexent.losses import check_loss_params, get_policy_loss, loss_traits
 from flexent.strategies import Strategy, check_strategy_params, get_strategy, strategy_class
@@ -63,6 +64,10 @@ class EntropyControl:
             value of Skywork-OR1's adaptive coefficient
             (:class:`flexent.strategies.adaptive.AdaptiveEntropyCoef`; TRL, and verl with
             ``flexent_sync``); ``{}`` = off.
+        advantage: ``{name, params}``: a flexent advantage estimator
+            (``flexent.advantages.list_advantages()``, e.g. ``{name: qae, params: {k: 0.4}}``)
+            in place of TRL's group-mean advantages (TRL; in verl set
+            ``algorithm.adv_estimator=flexent_qae``); ``{}`` = the engine's own.
     """
 
     strategy: Any = "static"
@@ -75,8 +80,13 @@ class EntropyControl:
     entropy_coef: float = 0.0
     log_pred_dh_full: bool = False
     adaptive_entropy: dict[str, Any] = field(default_factory=dict)
+    advantage: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        try:
+            self.advantage = check_advantage(self.advantage)
+        except ValueError as err:
+            raise ValueError(f"advantage: {err}") from None
         self.thresholds = _thresholds(self.thresholds)
         if self.on_inert not in ON_INERT:
             raise ValueError(f"on_inert: must be one of {list(ON_INERT)}, got {self.on_inert!r}")

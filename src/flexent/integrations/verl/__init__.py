@@ -5,8 +5,10 @@ in flexent's pyproject.toml; ``VERL_USE_EXTERNAL_MODULES=flexent.integrations.ve
 fallback). Importing it
 
 - registers every flexent loss in verl's policy-loss registry as ``flexent_<name>``
-  (``flexent_ppo_clip``, ``flexent_ce_gppo``, ``flexent_clip_cov``, ``flexent_kl_cov``,
-  ``flexent_gspo``, ``flexent_sapo``);
+  (``flexent_ppo_clip``, ``flexent_ce_gppo``, ``flexent_gspo``, ``flexent_vespo``, ... one per
+  name of ``flexent.losses.list_policy_losses()``);
+- registers the advantage estimator ``flexent_qae`` (QAE, :mod:`flexent.integrations.verl.advantage`:
+  ``algorithm.adv_estimator=flexent_qae +algorithm.quantile_k=0.4``);
 - registers the trainer mode ``flexent_sync`` (verl's sync v1 trainer that delivers the
   training step and the rollout entropy to the loss, and checkpoints the strategy state),
   when verl's v1 trainer is importable (it needs the ``TransferQueue`` package);
@@ -25,6 +27,7 @@ import importlib.util
 import verl  # noqa: F401  (first: verl finishes its own init, plugin loading included)
 
 from flexent.control import StepController
+from flexent.integrations.verl.advantage import NAME as ADVANTAGE_ESTIMATOR  # registers it
 from flexent.integrations.verl.compat import patch_trl_probe
 from flexent.integrations.verl.config import (
     FlexentPolicyLossConfig,
@@ -42,6 +45,7 @@ else:  # verl's v1 trainer cannot run here either; the losses still work with ot
     TRAINER_MODE, FlexentPPOTrainer = "flexent_sync", None  # type: ignore[misc,assignment]
 
 __all__ = [
+    "ADVANTAGE_ESTIMATOR",
     "REGISTERED_LOSSES",
     "TRAINER_MODE",
     "TRL_PROBE_PATCHED",
