@@ -16,7 +16,8 @@ verl = pytest.importorskip("verl")
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "verl"
 METHODS = ["grpo", "clip_higher", "clip_cov", "kl_cov", "ce_gppo", "id", "did", "od", "cispo",
            "dppo_tv", "dppo_kl", "aspo", "archer", "bapo", "high_entropy_minority", "id_tv",
-           "id_dcpo", "adaptive_entropy"]  # fmt: skip
+           "id_dcpo", "adaptive_entropy", "vespo", "luspo", "gmpo", "dro", "clip_b", "erc",
+           "qae"]  # fmt: skip
 
 
 def overrides(script: str, *args: str) -> list[str]:
@@ -49,6 +50,24 @@ def compose():
     return build
 
 
+# method -> (the loss parameters the plugin hands the loss, verl actor keys the recipe sets): the
+# values of each rule's source (docs/losses.md, "Every rule in one table"), written out here.
+RECIPE_SETTINGS = {
+    "vespo": ({"k_pos": 2.0, "lambda_pos": 3.0, "k_neg": 3.0, "lambda_neg": 2.0},
+              {"loss_agg_mode": "token-mean"}),
+    "luspo": ({}, {"clip_ratio_low": 0.002, "clip_ratio_high": 0.0025,
+                   "loss_agg_mode": "seq-mean-token-sum"}),
+    "gmpo": ({}, {"clip_ratio_low": 0.4, "clip_ratio_high": 0.4,
+                  "loss_agg_mode": "seq-mean-token-mean"}),
+    "dro": ({"dro_beta": 0.05}, {"loss_agg_mode": "token-mean"}),  # verl's policy_loss.dro_beta
+    "clip_b": ({"mu": 2.5, "clip_c": 3.0}, {"clip_ratio_low": 0.2, "clip_ratio_high": 0.2}),
+    "erc": ({"entropy_eps_low": 0.05, "entropy_eps_high": 0.05, "clip_c": 10.0},
+            {"clip_ratio_low": 0.2, "clip_ratio_high": 0.28, "calculate_entropy": True}),
+    # ppo_clip reads verl's clip_ratio_c (3.0): verl's own GRPO always dual-clips
+    "qae": ({"clip_c": 3.0}, {"clip_ratio_low": 0.2, "clip_ratio_high": 0.2, "loss_agg_mode": "token-mean"}),
+}  # fmt: skip
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_paper_recipe_composes(compose, method):
     cfg, actor = compose(overrides("paper.sh", "math7b", method))
@@ -72,11 +91,27 @@ def test_paper_recipe_composes(compose, method):
         assert actor.policy_loss.adaptive_entropy["target"] == 0.2 and actor.policy_loss.uses_bonus
     # what flexent_sync checks at start: the current entropy wherever a setting reads it
     # (archer, high_entropy_minority, adaptive_entropy set calculate_entropy) and no double bonus
-    from flexent.integrations.verl.config import check_entropy, current_entropy_users
+    from flexent.integrations.verl.config import (
+        check_entropy,
+        config_warnings,
+        current_entropy_users,
+        verl_loss_params,
+    )
 
     check_entropy(actor)
-    needs = method in ("archer", "high_entropy_minority", "adaptive_entropy")
+    needs = method in ("archer", "high_entropy_minority", "adaptive_entropy", "erc")
     assert bool(current_entropy_users(actor)) == needs, method
+    # the aggregation and clip widths suit the loss's traits (no warning at the first call)
+    assert config_warnings(actor) == [], method
+    name = actor.policy_loss.loss_mode.removeprefix("flexent_")
+    if method in RECIPE_SETTINGS:  # the paper values reach the loss and verl's actor
+        params, actor_keys = RECIPE_SETTINGS[method]
+        assert verl_loss_params(name, actor) == params, method
+        assert {k: getattr(actor, k) for k in actor_keys} == actor_keys, method
+    # QAE swaps verl's advantage estimator; every other method keeps verl's GRPO
+    qae = method == "qae"
+    assert cfg.algorithm.adv_estimator == ("flexent_qae" if qae else "grpo")
+    assert cfg.algorithm.get("quantile_k") == (0.4 if qae else None)
     # clipping must act: 512 / 32 = 16 optimizer steps per rollout batch
     assert cfg.data.train_batch_size // cfg.actor_rollout_ref.actor.ppo_mini_batch_size == 16
 

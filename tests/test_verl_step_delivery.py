@@ -463,3 +463,35 @@ def test_region_metrics_are_token_weighted_over_micro_batches(v):
     for key, value in expected.items():
         assert metrics[f"actor/region/{key}"] == pytest.approx(value, rel=1e-9, abs=1e-12), key
     assert not [k for k in metrics if k.startswith("actor/flexent/")]  # the pairs are resolved
+
+
+def test_advantage_shaping_reaches_the_loss(v):
+    """aepo with its gate open (rollout entropy 2.0 above 1.05 x H* = 1.05 x 1.0, h_init 1.0):
+    the driver ships the shaping, and verl's ppo_loss through flexent's wrapper equals the
+    plain static loss on the same batch with every negative advantage set to 0 by hand. Without
+    the driver's step data the same setting is an error, not a silently static run."""
+    from verl.workers.utils.losses import ppo_loss
+
+    from flexent.integrations.verl import FlexentActorLoss, FlexentPolicyLossConfig
+    from flexent.integrations.verl.step import observe_entropy, step_controller, step_data
+
+    pl = FlexentPolicyLossConfig(strategy="aepo", strategy_params={"target": 1.0, "h_init": 1.0})
+    cfg = actor_config(v, pl)
+    ctrl = step_controller(pl.control(eps_std=0.2), total_steps=10)
+    observe_entropy(ctrl, 1, 2.0)
+    extra = step_data(ctrl, 1)
+    assert extra["flexent_shaping"] == '["aepo", {"gate": 1.0}]'
+    old, new, adv, mask = batch(3)
+    assert (adv < 0).any() and (adv > 0).any()
+    model_output, data = ppo_loss_inputs(old, new, adv, mask, extra)
+    got, _ = FlexentActorLoss(cfg)(model_output, data)
+    static = FlexentPolicyLossConfig(strategy="static")
+    model_output, data = ppo_loss_inputs(old, new, adv.clamp(min=0.0), mask, extra)
+    want, _ = ppo_loss(actor_config(v, static), {"log_probs": model_output["log_probs"]}, data)
+    model_output, data = ppo_loss_inputs(old, new, adv, mask, extra)
+    unshaped, _ = ppo_loss(actor_config(v, static), {"log_probs": model_output["log_probs"]}, data)
+    assert float(got) == pytest.approx(float(want), rel=1e-12)
+    assert float(got) != pytest.approx(float(unshaped), rel=1e-6)  # the shaping did something
+    model_output, data = ppo_loss_inputs(old, new, adv, mask, {})
+    with pytest.raises(RuntimeError, match="shapes the advantages"):
+        FlexentActorLoss(cfg)(model_output, data)

@@ -42,7 +42,36 @@ flexent_method_args() {
     id_dcpo)      echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.strategy=id" \
                     "+$pl.thresholds.upper={family:dcpo,eps:0.28,clip_ratio_c:10}" \
                     "+$pl.thresholds.lower={family:dcpo,eps:0.2}" ;;
-    *) echo "unknown method '$1' (grpo clip_higher clip_cov kl_cov ce_gppo id did od cispo dppo_tv dppo_kl aspo archer bapo high_entropy_minority adaptive_entropy id_tv id_dcpo)" >&2; return 2 ;;
+    vespo)        # VESPO: TRL 1.16's kernel defaults (k, lambda 2, 3 for A >= 0; 3, 2 for A < 0), token-mean
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_vespo" \
+                    "+$pl.loss_params.k_pos=2.0" "+$pl.loss_params.lambda_pos=3.0" \
+                    "+$pl.loss_params.k_neg=3.0" "+$pl.loss_params.lambda_neg=2.0" ;;
+    luspo)        # LUSPO: GSPO's sequence clip at the paper's 2e-3 / 2.5e-3, each response's token sum
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_luspo" \
+                    actor_rollout_ref.actor.clip_ratio_low=0.002 actor_rollout_ref.actor.clip_ratio_high=0.0025 \
+                    actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum ;;
+    gmpo)         # GMPO: log-space clip 0.4 (the paper's and callsys/GMPO's), mean over responses
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_gmpo" \
+                    actor_rollout_ref.actor.clip_ratio_low=0.4 actor_rollout_ref.actor.clip_ratio_high=0.4 \
+                    actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean ;;
+    dro)          # DRO: verl's own key policy_loss.dro_beta (verl has no default; 0.05 is flexent's)
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_dro" "$pl.dro_beta=${DRO_BETA:-0.05}" ;;
+    clip_b)       # Clip_B: pi_old's entropy comes from the old-log-prob pass (flexent_sync); the
+                  # authors' mu 2.5 on Trinity's ppo loss (clip 0.2 / 0.2, dual clip 3 = verl's clip_ratio_c)
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_clip_b" "+$pl.loss_params.mu=2.5" \
+                    actor_rollout_ref.actor.clip_ratio_low=0.2 actor_rollout_ref.actor.clip_ratio_high=0.2 \
+                    actor_rollout_ref.actor.clip_ratio_c=3.0 ;;
+    erc)          # ERC: the entropy ratio also reads the current policy's entropy; the authors' DAPO
+                  # recipe: band (0.95, 1.05), clip 0.2 / 0.28, dual clip 10
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_erc" \
+                    "+$pl.loss_params.entropy_eps_low=0.05" "+$pl.loss_params.entropy_eps_high=0.05" \
+                    actor_rollout_ref.actor.clip_ratio_low=0.2 actor_rollout_ref.actor.clip_ratio_high=0.28 \
+                    actor_rollout_ref.actor.clip_ratio_c=10.0 actor_rollout_ref.actor.calculate_entropy=true ;;
+    qae)          # QAE: GRPO's clip with the group's K-quantile as the baseline (flexent's estimator)
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" \
+                    actor_rollout_ref.actor.clip_ratio_low=0.2 actor_rollout_ref.actor.clip_ratio_high=0.2 \
+                    algorithm.adv_estimator=flexent_qae "+algorithm.quantile_k=${QAE_K:-0.4}" ;;
+    *) echo "unknown method '$1' (grpo clip_higher clip_cov kl_cov ce_gppo id did od cispo dppo_tv dppo_kl aspo archer bapo high_entropy_minority adaptive_entropy id_tv id_dcpo vespo luspo gmpo dro clip_b erc qae)" >&2; return 2 ;;
   esac
 }
 

@@ -6,9 +6,10 @@
 #   MODEL:  math7b (Qwen2.5-Math-7B: prompt 1024 + response 3072 = its 4096-token context)
 #           7b     (Qwen2.5-7B: prompt 2048 + response 8192, the paper's response length)
 #   METHOD: grpo clip_higher clip_cov kl_cov ce_gppo id did od cispo dppo_tv dppo_kl aspo archer
-#           bapo high_entropy_minority id_tv id_dcpo (common.sh)
+#           bapo high_entropy_minority adaptive_entropy id_tv id_dcpo vespo luspo gmpo dro clip_b
+#           erc qae (common.sh; the rules without a method: docs/losses.md, "Every rule in one table")
 #   env:    MODEL_PATH (default: the HF id), DATA_DIR (dapo-math-17k.parquet, aime-2024.parquet),
-#           CKPT_DIR, NNODES, PHASE_RATIO, KL_COV_RATIO, CE_GPPO_BETA1,
+#           CKPT_DIR, NNODES, PHASE_RATIO, KL_COV_RATIO, CE_GPPO_BETA1, DRO_BETA, QAE_K,
 #           MAX_PROMPT_LENGTH / MAX_RESPONSE_LENGTH (override the model's lengths)
 #
 # Lengths (docs/verl.md "Context lengths"): verl sizes vLLM's context (rollout.max_model_len)

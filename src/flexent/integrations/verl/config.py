@@ -42,6 +42,7 @@ VERL_PARAM_KEYS: dict[str, tuple[str, str]] = {
     "kl_coef": ("policy_loss", "ppo_kl_coef"),
     "tau_pos": ("actor", "tau_pos"),
     "tau_neg": ("actor", "tau_neg"),
+    "dro_beta": ("policy_loss", "dro_beta"),
 }
 _VERL_DEFAULTS = {
     "actor": {f.name: f.default for f in dataclasses.fields(ActorConfig)},

@@ -26,6 +26,7 @@ from verl.utils.metric import Metric
 from verl.workers.utils.losses import no_padding_2_padding, ppo_loss
 
 from flexent.control import StepGenerators, loss_arguments, step_eps
+from flexent.control.shaping import shape_advantages
 from flexent.diagnostics import region_stats, region_token_weights
 from flexent.integrations.verl.config import (
     KEY,
@@ -35,7 +36,7 @@ from flexent.integrations.verl.config import (
     std_eps_pair,
     verl_loss_params,
 )
-from flexent.integrations.verl.step import BONUS_KEY, RUNTIME_KEYS
+from flexent.integrations.verl.step import BONUS_KEY, RUNTIME_KEYS, SHAPING_KEY, read_shaping
 from flexent.losses import get_policy_loss, high_entropy_mask, list_policy_losses
 
 _SLOT = "_flexent_runtime"
@@ -111,6 +112,11 @@ def _loss_params(name: str, config: Any, device: torch.device) -> dict[str, Any]
         generator=generator,
         entropy=rt.get("entropy"),
         missing_entropy_hint=_missing_entropy_hint(rt),
+        old_entropy=rt.get("old_entropy"),
+        missing_old_hint=(
+            "verl's batch carries pi_old's per-token entropy as `entropy` when the old-log-prob "
+            f"pass computes it (actor.calculate_entropy=true) and flexent's driver runs: {SYNC_HINT}"
+        ),
     )
 
 
@@ -166,6 +172,14 @@ def make_verl_loss(name: str) -> Any:
                 f"{KEY} sets a flexent entropy bonus (entropy_coef / adaptive_entropy / a bonus "
                 f"actuator), which flexent's loss wrapper applies: {SYNC_HINT}"
             )
+        shaping = runtime(pl).get("shaping")
+        if shaping is None and section_of(config).shapes_advantages:
+            raise RuntimeError(
+                f"strategy {section_of(config).strategy!r} shapes the advantages each step, "
+                f"which flexent's driver delivers: {SYNC_HINT}"
+            )
+        if shaping is not None:  # the loss-weight controllers act through the advantages
+            advantages = shape_advantages(shaping[0], shaping[1], advantages, logprobs=log_prob)
         _warn_once(config, loss_agg_mode)
         eps_low, eps_high = thresholds_for(config, old_log_prob, log_prob)
         params = _loss_params(name, config, log_prob.device)
@@ -297,6 +311,7 @@ class FlexentActorLoss:
             rt.update(step=int(values["flexent_step"]), w_up=float(values["flexent_w_up"]))
             rt["w_low"] = float(values["flexent_w_low"])
         coef = float(tu.get_non_tensor_data(data, BONUS_KEY, None) or 0.0)
+        rt["shaping"] = read_shaping(tu.get_non_tensor_data(data, SHAPING_KEY, None))
         rt["old_entropy"] = _old_entropy(data)
         entropy = model_output.get("entropy")  # the current policy's, as verl's ppo_loss
         if entropy is not None:

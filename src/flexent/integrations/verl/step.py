@@ -6,7 +6,8 @@ k = 0 .. T-1. The driver (``flexent_sync``) holds one :class:`~flexent.control.S
 it observes the mean token entropy of each step's rollouts (pi_old's per-token entropy averaged
 over the update batch's response tokens; with ``parameter_sync_step > 1`` the first sub-batch's
 value counts), fixes the step's weights and bonus at the first actor update of the step, and
-ships them to the workers as the update batch's non-tensor data (:func:`step_data`).
+ships them to the workers as the update batch's non-tensor data (:func:`step_data`), with the
+strategy's advantage shaping when it has one (the loss-weight controllers).
 
 >>> from flexent.control import EntropyControl
 >>> c = step_controller(EntropyControl(strategy="id"), total_steps=4)
@@ -18,12 +19,15 @@ ships them to the workers as the update batch's non-tensor data (:func:`step_dat
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flexent.control import EntropyControl, StepController
 
 RUNTIME_KEYS = ("flexent_step", "flexent_w_up", "flexent_w_low")
 BONUS_KEY = "flexent_entropy_coef"  # the step's entropy-bonus coefficient (0 when absent)
+# the step's advantage shaping as JSON [kind, params] (absent when the strategy does not shape)
+SHAPING_KEY = "flexent_shaping"
 MISSING_ENTROPY_HINT = (
     "verl skips the old-log-prob pass in algorithm.rollout_correction.bypass_mode; disable it "
     "for this setting"
@@ -48,12 +52,27 @@ def step_data(controller: StepController, global_steps: int) -> dict[str, Any]:
     k = _k(global_steps)
     controller.begin_step(k)
     w_up, w_low = controller.weights
-    return {
+    out: dict[str, Any] = {
         "flexent_step": k,
         "flexent_w_up": w_up,
         "flexent_w_low": w_low,
         BONUS_KEY: controller.entropy_coef,
     }
+    if controller.shaping is not None:
+        out[SHAPING_KEY] = json.dumps(list(controller.shaping))
+    return out
+
+
+def read_shaping(value: Any) -> tuple[str, dict[str, float]] | None:
+    """The shaping :func:`step_data` shipped (None when absent).
+
+    >>> read_shaping('["aepo", {"gate": 1.0}]')
+    ('aepo', {'gate': 1.0})
+    """
+    if value is None:
+        return None
+    kind, params = json.loads(value)
+    return str(kind), {str(k): float(v) for k, v in params.items()}
 
 
 def step_metrics(controller: StepController) -> dict[str, float]:
