@@ -27,14 +27,12 @@ from flexent.losses import (  # noqa: F401  (registers the losses)
     clip,
     cov,
     dppo,
-    dro,
     entropy_clip,
     entropy_gated,
     geometric,
     importance,
     sequence,
     soft,
-    vespo,
 )
 from flexent.losses._common import LOG_RATIO_CLAMP, EpsLike, Prepared, out_of_band, prepare
 from flexent.losses.aggregate import AGG_MODES, aggregate, entropy_bonus

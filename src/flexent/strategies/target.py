@@ -19,7 +19,11 @@ The ``actuator`` turns u into the strategy's outputs:
   the loss weight of high-probability tokens (p > ``p_high``, 0.95 as EntroPIC's code):
   ``1 - u`` when A > 0 (they lower entropy), ``1 + u`` when A < 0 (they raise it); applied as
   an advantage shaping (:mod:`flexent.control.shaping`, which states the departures). EntroPIC's
-  own gains are kp 1, ki 0.01 on an error in nats (flexent's error is relative to H_init).
+  own gains are kp 1, ki 0.01 on an error in nats (flexent's error is relative to H_init); it
+  measures the entropy on each training mini-batch, weights the integrated error by the
+  mini-batch's share, computes alpha before integrating the current error and has no
+  anti-windup; flexent's controller uses the step's rollout entropy once per step with
+  :func:`pi_step`.
 
 The adapters add :meth:`TargetEntropy.bonus_coef` to ``entropy_coef`` at every step and apply
 :meth:`TargetEntropy.shaping` to the advantages (TRL; the verl plugin supports ``actuator:
@@ -218,7 +222,9 @@ class TrackingStrategy(FeedbackStrategy):
         self.n_observed = 0
 
     def _shape_repr(self) -> str:
-        return f"preset={self.preset!r}" if self.preset else f"points={list(self.trajectory.points)}"
+        return (
+            f"preset={self.preset!r}" if self.preset else f"points={list(self.trajectory.points)}"
+        )
 
     def target_at(self, step: int) -> float:
         """H*(step) in nats (needs ``h_init``, measured at the first :meth:`weights` call)."""

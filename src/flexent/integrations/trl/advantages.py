@@ -48,8 +48,8 @@ def check_trl_advantage_args(args: Any, advantage: Mapping[str, Any]) -> None:
     if not advantage:
         return
     name = advantage["name"]
-    given = getattr(args, "scale_rewards", "group")  # GRPOConfig's default
-    scale = {True: "group", False: "none"}.get(given, given)
+    given: Any = getattr(args, "scale_rewards", "group")  # GRPOConfig's default
+    scale = "group" if given is True else "none" if given is False else given
     if scale not in ("group", "none"):
         raise ValueError(
             f"trainer.scale_rewards={given!r} scales by the batch's std; "

@@ -47,8 +47,8 @@ from flexent.control import (
     loss_arguments,
 )
 from flexent.diagnostics import entropy_second_term
-from flexent.integrations.trl.loss import compute_flexent_loss
 from flexent.integrations.trl.advantages import check_trl_advantage_args, recompute_advantages
+from flexent.integrations.trl.loss import compute_flexent_loss
 from flexent.losses import get_policy_loss, loss_traits
 
 __all__ = [
@@ -233,6 +233,8 @@ class FlexentGRPOTrainer(GRPOTrainer):
         finally:
             capture, self._capture = self._capture, None
         if self.entropy_control.advantage:
+            if self._rewards_per_func is None:
+                raise RuntimeError("TRL computed advantages without _calculate_rewards")
             recompute_advantages(self, out, self._rewards_per_func, self.entropy_control.advantage)
         old = out.get("old_per_token_logps")
         if capture and old is not None and capture[0][0] is old:
