@@ -17,7 +17,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "verl"
 METHODS = ["grpo", "clip_higher", "clip_cov", "kl_cov", "ce_gppo", "id", "did", "od", "cispo",
            "dppo_tv", "dppo_kl", "aspo", "archer", "bapo", "high_entropy_minority", "id_tv",
            "id_dcpo", "adaptive_entropy", "vespo", "luspo", "gmpo", "dro", "clip_b", "erc",
-           "qae"]  # fmt: skip
+           "qae", "entropic", "aepo", "repo_r"]  # fmt: skip
 
 
 def overrides(script: str, *args: str) -> list[str]:
@@ -81,7 +81,17 @@ def test_paper_recipe_composes(compose, method):
     expected_strategy = (
         method.split("_")[0] if method in ("id", "did", "od", "id_tv", "id_dcpo") else "static"
     )
+    expected_strategy = {"entropic": "target", "aepo": "aepo", "repo_r": "repo_r"}.get(
+        method, expected_strategy
+    )
     assert actor.policy_loss.strategy == expected_strategy
+    # the loss-weight controllers shape the advantages (flexent_sync ships it every step)
+    shaping = actor.policy_loss.build_strategy(total_steps=400).shaping()
+    controllers = {"entropic": {"target": 1.0, "actuator": "entropic", "kp": 1.0, "ki": 0.01},
+                   "aepo": {"target": 1.0}, "repo_r": {"target": 1.0}}  # fmt: skip
+    assert (shaping[0] if shaping else None) == (method if method in controllers else None)
+    if method in controllers:
+        assert dict(actor.policy_loss.strategy_params) == controllers[method]
     families = {"id_tv": "tv", "id_dcpo": "dcpo"}
     if method in families:  # the threshold family reaches the config as a mapping
         assert (

@@ -71,7 +71,15 @@ flexent_method_args() {
                   echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" \
                     actor_rollout_ref.actor.clip_ratio_low=0.2 actor_rollout_ref.actor.clip_ratio_high=0.2 \
                     algorithm.adv_estimator=flexent_qae "+algorithm.quantile_k=${QAE_K:-0.4}" ;;
-    *) echo "unknown method '$1' (grpo clip_higher clip_cov kl_cov ce_gppo id did od cispo dppo_tv dppo_kl aspo archer bapo high_entropy_minority adaptive_entropy id_tv id_dcpo vespo luspo gmpo dro clip_b erc qae)" >&2; return 2 ;;
+    entropic)     # EntroPIC: target's PI controller on the loss weight of p > 0.95 tokens, EntroPIC's gains
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.strategy=target" \
+                    "+$pl.strategy_params={target:1.0,actuator:entropic,kp:1.0,ki:0.01}" \
+                    actor_rollout_ref.actor.clip_ratio_low=0.2 actor_rollout_ref.actor.clip_ratio_high=0.2 ;;
+    aepo|repo_r)  # AEPO's gate / REPO-R's zeta toward H* = the first step's rollout entropy
+                  echo "${flex[@]}" "$pl.loss_mode=flexent_ppo_clip" "+$pl.strategy=$1" \
+                    "+$pl.strategy_params={target:1.0}" \
+                    actor_rollout_ref.actor.clip_ratio_low=0.2 actor_rollout_ref.actor.clip_ratio_high=0.2 ;;
+    *) echo "unknown method '$1' (grpo clip_higher clip_cov kl_cov ce_gppo id did od cispo dppo_tv dppo_kl aspo archer bapo high_entropy_minority adaptive_entropy id_tv id_dcpo vespo luspo gmpo dro clip_b erc qae entropic aepo repo_r)" >&2; return 2 ;;
   esac
 }
 

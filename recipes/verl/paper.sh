@@ -7,7 +7,8 @@
 #           7b     (Qwen2.5-7B: prompt 2048 + response 8192, the paper's response length)
 #   METHOD: grpo clip_higher clip_cov kl_cov ce_gppo id did od cispo dppo_tv dppo_kl aspo archer
 #           bapo high_entropy_minority adaptive_entropy id_tv id_dcpo vespo luspo gmpo dro clip_b
-#           erc qae (common.sh; the rules without a method: docs/losses.md, "Every rule in one table")
+#           erc qae entropic aepo repo_r (common.sh; the rules without a method: docs/losses.md,
+#           "Every rule in one table")
 #   env:    MODEL_PATH (default: the HF id), DATA_DIR (dapo-math-17k.parquet, aime-2024.parquet),
 #           CKPT_DIR, NNODES, PHASE_RATIO, KL_COV_RATIO, CE_GPPO_BETA1, DRO_BETA, QAE_K,
 #           MAX_PROMPT_LENGTH / MAX_RESPONSE_LENGTH (override the model's lengths)
