@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 import flexent.demo  # noqa: F401  (registers `base: demo`)
 from flexent.sweep import SpecError, load_spec, validate_runs
@@ -393,9 +394,24 @@ def test_committed_specs_expand_to_valid_runs(name):
     validate_runs(spec, runs)
     expected = {
         "regime.yaml": 28, "replication.yaml": 45, "recheck.yaml": 9, "smollm2.yaml": 9,
-        "smollm2_t1.yaml": 6, "gradnorm.yaml": 6,
+        "smollm2_t1.yaml": 6, "gradnorm.yaml": 6, "controllers.yaml": 69,
     }  # fmt: skip
     assert len(runs) == expected[name]
+
+
+def test_seed_major_starts_every_arm_of_a_seed_before_the_next_seed(tmp_path, capsys):
+    """`--seed-major` on the controllers spec: the dry run lists the 23 arms' seed 1 in the
+    spec's order, then their seed 2, then seed 3 (read from the YAML, not from flexent)."""
+    pytest.importorskip("trl")
+    from flexent.cli import main
+
+    spec = Path(__file__).parents[1] / "configs" / "sweeps" / "controllers.yaml"
+    raw = yaml.safe_load(spec.read_text())
+    arms, seeds = list(raw["groups"]), raw["seeds"]
+    assert main(["sweep", str(spec), "--dry-run", "--seed-major", "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    dirs = [line.split("output.dir=")[1].split()[0] for line in lines]
+    assert dirs == [str(tmp_path / arm / f"seed{s}") for s in seeds for arm in arms]
 
 
 def test_the_t1_spec_measures_the_smollm2_sweeps_first_steps():

@@ -328,6 +328,14 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
         )
 
     @property
+    def shapes_advantages(self) -> bool:
+        """Whether the strategy shapes the advantages (the loss-weight controllers ``aepo``,
+        ``repo_r``, ``target`` with ``actuator: entropic``): the driver must deliver it."""
+        if not is_flexent_loss(self.loss_mode):
+            return False
+        return bool(self.build_strategy(total_steps=1).shapes_advantages)
+
+    @property
     def step_free(self) -> bool:
         """True when the weights do not depend on the step (no trainer support needed)."""
         return strategy_class(self.strategy).step_free
