@@ -410,7 +410,7 @@ def test_seed_major_starts_every_arm_of_a_seed_before_the_next_seed(tmp_path, ca
     arms, seeds = list(raw["groups"]), raw["seeds"]
     assert main(["sweep", str(spec), "--dry-run", "--seed-major", "--out", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    dirs = [line.split("output.dir=")[1].split()[0] for line in lines]
+    dirs = [line.split("output.dir=")[1].split()[0] for line in lines if "output.dir=" in line]
     assert dirs == [str(tmp_path / arm / f"seed{s}") for s in seeds for arm in arms]
 
 
