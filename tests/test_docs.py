@@ -267,6 +267,7 @@ def test_metrics_doc_lists_every_control_key_exactly():
             strategy="target", strategy_params={"actuator": "cascade", "bonus_max": 0.01}
         )
     )
+    controls.append(EntropyControl(strategy="target", strategy_params={"actuator": "entropic"}))
     controls.append(EntropyControl(entropy_coef=0.01, adaptive_entropy={"target": 0.2}))
     emitted: set[str] = set()
     for control in controls:

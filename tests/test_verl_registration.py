@@ -17,7 +17,6 @@ NAMES = [
     "flexent_cispo",
     "flexent_clip_b",
     "flexent_clip_cov",
-    "flexent_clip_v",
     "flexent_dppo_kl",
     "flexent_dppo_tv",
     "flexent_dro",

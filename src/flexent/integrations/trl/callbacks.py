@@ -37,6 +37,7 @@ ROLLOUT_PREFIXES = (
     "completions/",
     "frac_reward_zero_std",
     "entropy/rollout",
+    "advantage/",
 )
 
 

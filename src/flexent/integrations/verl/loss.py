@@ -37,7 +37,7 @@ from flexent.integrations.verl.config import (
     verl_loss_params,
 )
 from flexent.integrations.verl.step import BONUS_KEY, RUNTIME_KEYS, SHAPING_KEY, read_shaping
-from flexent.losses import get_policy_loss, high_entropy_mask, list_policy_losses
+from flexent.losses import get_policy_loss, high_entropy_mask, list_policy_losses, loss_traits
 
 _SLOT = "_flexent_runtime"
 SYNC_HINT = "run verl with trainer.v1.trainer_mode=flexent_sync (docs/verl.md)"
@@ -283,9 +283,13 @@ def token_weighted_means(metrics: dict[str, Any]) -> None:
 
 
 def register_all() -> list[str]:
-    """Register every flexent loss in verl's registry as ``flexent_<name>``; returns the names."""
+    """Register every flexent loss verl can feed in verl's registry as ``flexent_<name>``;
+    returns the names. A loss that needs pi_old's second term (``clip_v``: a sum over the
+    vocabulary) is left out: verl's loss sees log-probs, never logits."""
     names = []
     for name in list_policy_losses():
+        if loss_traits(name).needs_old_second_term:
+            continue
         register_policy_loss(PREFIX + name)(make_verl_loss(name))
         names.append(PREFIX + name)
     return names
