@@ -26,8 +26,8 @@ The ``actuator`` turns u into the strategy's outputs:
   :func:`pi_step`.
 
 The adapters add :meth:`TargetEntropy.bonus_coef` to ``entropy_coef`` at every step and apply
-:meth:`TargetEntropy.shaping` to the advantages (TRL; the verl plugin supports ``actuator:
-clip`` only).
+:meth:`TargetEntropy.shaping` to the advantages (TRL; verl with flexent's ``flexent_sync``
+driver, which ships both to the workers' loss).
 
 The trajectory is piecewise linear in training progress x = k / T through ``points``
 ``[(x, value), ...]`` (flat before the first and after the last point); values are multiples of
