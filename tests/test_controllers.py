@@ -479,3 +479,40 @@ def test_trl_entropic_shapes_on_current_logprobs(tmp_path, tiny):
     assert torch.allclose(seen["advantages"], expected, rtol=1e-6, atol=0.0)
     # the batch separates the two readings: pi_old's probabilities would cut other tokens
     assert high.any() and (~high).any() and not torch.equal(high, seen["old"] > cut)
+
+
+def test_repo_r_adapts_once_per_rollout_batch_in_the_step_controller():
+    """TRL trains 4 optimizer steps on one rollout batch here: the controller observes the
+    batch's entropy once, and zeta adapts once per observation (SkyRL: once per iteration),
+    not at every step on the same value. H_init 1.0 (step 0 measures, no update); batch 2 at
+    0.8 < target: 1e-3 -> 2e-3 once, then steps 5-7 hold it; batch 3 at 0.7: -> 4e-3. A resumed
+    controller (state after step 5, mid-batch) does not adapt again on the old observation."""
+    from flexent.control import EntropyControl, StepController
+
+    control = EntropyControl(strategy="repo_r", strategy_params={"target": 1.0})
+    c = StepController(control, total_steps=12)
+    zetas = []
+    for k in range(12):
+        if k % 4 == 0:
+            c.observe_entropy({0: 1.0, 4: 0.8, 8: 0.7}[k])
+        c.begin_step(k)
+        zetas.append(c.shaping[1]["zeta"])
+        if k == 5:
+            saved = json.loads(json.dumps(c.state_dict()))
+    assert zetas == [1e-3] * 4 + [2e-3] * 4 + [4e-3] * 4
+    again = StepController(control, total_steps=12)
+    again.load_state_dict(saved)
+    again.begin_step(6)
+    assert again.shaping[1]["zeta"] == 2e-3
+
+
+def test_shaping_strategies_refuse_a_loss_that_averages_the_advantage():
+    """gmpo's loss uses the sequence mean of A: a per-token reweighting would be averaged away,
+    so the config is refused naming both; a token-level loss and a non-shaping target pass."""
+    from flexent.control import EntropyControl
+
+    for strategy, params in [("aepo", {}), ("repo_r", {}), ("target", {"actuator": "entropic"})]:
+        with pytest.raises(ValueError, match=r"strategy: .* loss 'gmpo' averages the advantage"):
+            EntropyControl(strategy=strategy, strategy_params=params, loss="gmpo")
+        EntropyControl(strategy=strategy, strategy_params=params, loss="ppo_clip")
+    EntropyControl(strategy="target", loss="gmpo")

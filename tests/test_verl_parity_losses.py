@@ -27,8 +27,11 @@ def grad_of(fn, logprobs: torch.Tensor, *args, agg: str | None = None, **kwargs)
 
 def test_traits() -> None:
     # GMPO clips per token (eps of token-level size, per-token tensors allowed) but averages per
-    # sequence: the paper's and verl's value is a mean over sequences. DRO: no clip, no mode.
-    assert loss_traits("gmpo") == LossTraits(default_agg="seq-mean-token-mean")
+    # sequence: the paper's and verl's value is a mean over sequences; its loss reads the
+    # sequence's mean advantage, not each token's. DRO: no clip, no mode.
+    assert loss_traits("gmpo") == LossTraits(
+        default_agg="seq-mean-token-mean", per_token_advantage=False
+    )
     assert loss_traits("dro") == LossTraits()
 
 

@@ -100,3 +100,15 @@ def test_flexent_dro_reads_verls_dro_beta(v):
     )
     assert not torch.isclose(default, want)  # 0.05 is not 0.3: the key did reach the loss
     assert metrics["actor/dro/penalty_mean"] > 0
+
+
+def test_a_trl_only_loss_is_named_as_such():
+    """clip_v needs pi_old's logits (its second term), which verl's loss never sees: it is not
+    registered, and asking verl for it says TRL only, not that the plugin failed to load."""
+    from flexent.integrations.verl.config import check_registered, flexent_loss_name
+
+    for check in (check_registered, flexent_loss_name):
+        with pytest.raises(ValueError, match="clip_v needs pi_old's logits.*TRL only"):
+            check("flexent_clip_v")
+    with pytest.raises(ValueError, match="is not a flexent loss"):
+        flexent_loss_name("flexent_nope")

@@ -111,6 +111,16 @@ class EntropyControl:
         if isinstance(self.strategy, str):
             self.strategy_params = _strategy_params(self.strategy, self.strategy_params)
         traits = loss_traits(self.loss)
+        if (
+            not traits.per_token_advantage
+            and isinstance(self.strategy, str)
+            and self.build_strategy(total_steps=1).shapes_advantages
+        ):
+            raise ValueError(
+                f"strategy: {self.strategy!r} reweights each token's advantage, but loss "
+                f"{self.loss!r} averages the advantage over the sequence, so the reweighting "
+                "would not act per token: use a token-level loss (e.g. ppo_clip)"
+            )
         if (traits.sequence_level or traits.scalar_eps) and not self.strategy_always_std:
             why = (
                 "clips one ratio per sequence"

@@ -20,7 +20,9 @@ log-probabilities, with a few per-step numbers that its strategy fixes once per 
 
 Weighting a token's advantage by w >= 0 is weighting its clipped-surrogate loss by w (the PPO
 surrogate is linear in A for a given sign), so every shaping is an advantage transform applied
-before the loss; every registered loss then works with every controller.
+before the loss. That holds for the losses whose advantage enters per token (the
+``per_token_advantage`` trait; ``gmpo`` averages A over the sequence and is refused with these
+controllers, :class:`flexent.control.EntropyControl`).
 
 >>> import torch
 >>> a = torch.tensor([[1.0, 1.0, -1.0, -1.0]])

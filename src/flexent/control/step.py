@@ -71,6 +71,7 @@ class StepController:
         self._hint = missing_entropy_hint
         self.rollout_entropy: float | None = None
         self._entropy_step: int | None = None
+        self._fresh = False  # an observation arrived since the last begin_step
         self.step = -1  # the step whose values are held (-1: none yet)
         self.weights: tuple[float, float] = (0.0, 0.0)
         self.bonus = 0.0  # the strategy's own bonus coefficient at self.step
@@ -120,6 +121,7 @@ class StepController:
             return
         self.rollout_entropy = float(entropy)
         self._entropy_step = step
+        self._fresh = True
 
     def begin_step(self, step: int) -> bool:
         """Fix the weights and the bonus of optimizer step ``step`` (k, from 0).
@@ -138,7 +140,11 @@ class StepController:
                 f"{who} needs the rollout entropy of step {step}, but none was observed"
                 + (f" ({self._hint})" if self._hint else "")
             )
-        w_up, w_low = strategy.weights(step, entropy=entropy)
+        if isinstance(strategy, Strategy):
+            w_up, w_low = strategy.weights(step, entropy=entropy, fresh=self._fresh)
+        else:  # a user's own strategy object: weights(step, *, entropy)
+            w_up, w_low = strategy.weights(step, entropy=entropy)
+        self._fresh = False
         self.weights = (float(w_up), float(w_low))
         self.bonus = float(strategy.bonus_coef())
         shaping = strategy.shaping()
@@ -189,6 +195,7 @@ class StepController:
             "state": strategy.state_dict(),
             "rollout_entropy": self.rollout_entropy,
             "entropy_step": self._entropy_step,
+            "fresh": self._fresh,
             "step": self.step,
             "weights": list(self.weights),
             "bonus": self.bonus,
@@ -206,6 +213,7 @@ class StepController:
             self.strategy  # noqa: B018  (builds it and loads the pending state now)
         self.rollout_entropy = state["rollout_entropy"]
         self._entropy_step = state["entropy_step"]
+        self._fresh = bool(state.get("fresh", False))
         self.step = int(state["step"])
         self.weights = (float(state["weights"][0]), float(state["weights"][1]))
         self.bonus = float(state["bonus"])

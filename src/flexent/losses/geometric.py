@@ -15,7 +15,7 @@ from flexent.losses.registry import LossOutput, register_policy_loss
 from flexent.masked import masked_mean
 
 
-@register_policy_loss("gmpo", default_agg="seq-mean-token-mean")
+@register_policy_loss("gmpo", default_agg="seq-mean-token-mean", per_token_advantage=False)
 def gmpo(
     logprobs: Tensor,
     old_logprobs: Tensor,

@@ -55,6 +55,10 @@ class LossTraits:
         scalar_eps: the loss sets its own clip bounds from scalar ``eps_low`` / ``eps_high``
             (the start of a search), so per-token thresholds (every strategy but ``static``)
             do not apply.
+        per_token_advantage: each token's loss depends on that token's advantage alone,
+            linearly for a given sign, so the loss-weight controllers' advantage shaping
+            (:mod:`flexent.control.shaping`) reweights tokens; False for ``gmpo`` (it
+            averages A over the sequence).
     """
 
     sequence_level: bool = False
@@ -64,6 +68,7 @@ class LossTraits:
     needs_old_entropy: bool = False
     needs_old_second_term: bool = False
     scalar_eps: bool = False
+    per_token_advantage: bool = True
 
     def adapter_params(self) -> set[str]:
         """Loss parameters the adapters supply themselves (not settable in ``loss_params``)."""

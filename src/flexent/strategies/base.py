@@ -129,10 +129,19 @@ class Strategy:
     def __init__(self, total_steps: int) -> None:
         self.total_steps = check_total_steps(total_steps)
         self._last: dict[str, float] = {}
+        self.fresh = True  # whether the last weights() call brought a new entropy observation
 
-    def weights(self, step: int, *, entropy: float | None = None) -> tuple[float, float]:
-        """``(w_up, w_low)`` in [0, 1] for training step ``step`` in ``[0, total_steps]``."""
+    def weights(
+        self, step: int, *, entropy: float | None = None, fresh: bool = True
+    ) -> tuple[float, float]:
+        """``(w_up, w_low)`` in [0, 1] for training step ``step`` in ``[0, total_steps]``.
+
+        ``fresh`` says whether ``entropy`` is a new observation (False: the same rollout batch's
+        value again, at a later optimizer step of that batch); strategies that adapt once per
+        observation (``repo_r``) read it as :attr:`fresh`.
+        """
         step = self._check_step(step)
+        self.fresh = bool(fresh)
         if entropy is not None:
             entropy = check_entropy(entropy)
         elif self.needs_entropy:

@@ -13,9 +13,11 @@ advantage shaping fixed once per step (:mod:`flexent.control.shaping`):
   step toward H*: below target zeta is doubled when > 0 (more weight on rare correct tokens,
   entropy up), halved when < 0, set to ``zeta_min`` when 0; above target the mirror image; a
   halving that takes |zeta| below ``zeta_min`` flips its sign at ``zeta_min``; |zeta| never
-  exceeds ``zeta_max``. Defaults are the PR's (1e-3, [1e-4, 0.05]). Departure: SkyRL updates
-  zeta after the step from the current policy's entropy in the training passes; flexent from
-  the step's rollout entropy before it, like every flexent controller.
+  exceeds ``zeta_max``. Defaults are the PR's (1e-3, [1e-4, 0.05]). zeta adapts once per
+  rollout batch (a new entropy observation), however many optimizer steps train on it.
+  Departure: SkyRL updates zeta after the step from the current policy's entropy in the
+  training passes; flexent from the batch's rollout entropy before it, like every flexent
+  controller.
 
 AEPO's released code (Tongyi-Zhiwen/Qwen-Doc, QwenLong-L1.5 README) removes negative-advantage
 sequences from the batch while the entropy lies between two marks, without published values;
@@ -150,7 +152,9 @@ class RepoR(TrackingStrategy):
 
     def _update(self, step: int, entropy: float, h_init: float) -> tuple[float, float]:
         _, error = self._track(step, entropy, h_init)
-        if step > 0 and error != 0.0:  # the first step measures; each later one adapts once
+        # the first step measures; each later new observation (one per rollout batch, as
+        # SkyRL's once-per-iteration update) adapts zeta once
+        if step > 0 and self.fresh and error != 0.0:
             self.zeta = adapt_zeta(self.zeta, up=error > 0.0, lo=self.zeta_min, hi=self.zeta_max)
         self._last["control/zeta"] = self.zeta
         return 0.0, 0.0

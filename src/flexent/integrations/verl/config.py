@@ -50,21 +50,34 @@ _VERL_DEFAULTS = {
 }
 
 
+def verl_losses() -> list[str]:
+    """The flexent losses verl can run: all but those needing pi_old's logits (``clip_v``),
+    which verl's loss never sees."""
+    return [n for n in list_policy_losses() if not loss_traits(n).needs_old_second_term]
+
+
 def is_flexent_loss(loss_mode: Any) -> bool:
-    """Whether verl's ``loss_mode`` names a flexent loss (a registry look-up).
+    """Whether verl's ``loss_mode`` names a flexent loss that verl can run (a registry look-up).
 
     >>> is_flexent_loss("flexent_ppo_clip"), is_flexent_loss("vanilla")
     (True, False)
     """
-    return isinstance(loss_mode, str) and loss_mode in {PREFIX + n for n in list_policy_losses()}
+    return isinstance(loss_mode, str) and loss_mode in {PREFIX + n for n in verl_losses()}
 
 
 def flexent_loss_name(loss_mode: str) -> str:
-    """``flexent_ppo_clip`` -> ``ppo_clip``; a name that is not a flexent loss is an error."""
+    """``flexent_ppo_clip`` -> ``ppo_clip``; a name that is not a flexent loss verl can run is
+    an error (a TRL-only loss says so)."""
     if not is_flexent_loss(loss_mode):
+        name = loss_mode[len(PREFIX) :] if isinstance(loss_mode, str) else ""
+        if name and loss_mode.startswith(PREFIX) and name in list_policy_losses():
+            raise ValueError(
+                f"{KEY}.loss_mode={loss_mode!r}: flexent's {name} needs pi_old's logits (its "
+                "second term), which verl's loss never sees; it runs with TRL only"
+            )
         raise ValueError(
             f"{KEY}.loss_mode={loss_mode!r} is not a flexent loss; valid: "
-            f"{', '.join(PREFIX + n for n in list_policy_losses())}"
+            f"{', '.join(PREFIX + n for n in verl_losses())}"
         )
     return loss_mode[len(PREFIX) :]
 
@@ -189,6 +202,8 @@ def check_registered(loss_mode: str) -> None:
     verl loads plugins in ``import verl`` and logs a failing one at debug level only, so a broken
     install would otherwise surface as verl's generic "Unsupported loss mode".
     """
+    if loss_mode.startswith(PREFIX) and loss_mode[len(PREFIX) :] in list_policy_losses():
+        flexent_loss_name(loss_mode)  # a TRL-only loss is its own one-line error
     if loss_mode.startswith(PREFIX) and loss_mode not in POLICY_LOSS_REGISTRY:
         have = sorted(n for n in POLICY_LOSS_REGISTRY if n.startswith(PREFIX))
         raise RuntimeError(
@@ -209,9 +224,10 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
     ``entropy_control`` section), with the same defaults; verl's ``loss_mode`` names the loss.
 
     Args:
-        loss_mode: ``flexent_<name>`` for a flexent loss (any name of
-            ``flexent.losses.list_policy_losses()``); verl's own names also work.
-        strategy: ``static`` | ``dynamic`` | ``id`` | ``did`` | ``od`` | ``target``.
+        loss_mode: ``flexent_<name>`` for a flexent loss (any name of :func:`verl_losses`:
+            every flexent loss but ``clip_v``); verl's own names also work.
+        strategy: ``static`` | ``dynamic`` | ``id`` | ``did`` | ``od`` | ``target`` |
+            ``aepo`` | ``repo_r`` (all but the first two need ``trainer_mode=flexent_sync``).
         strategy_params: keyword parameters of the strategy (e.g. ``{phase_ratio: 0.5}``);
             ``total_steps`` defaults to the trainer's ``total_training_steps``.
         thresholds: ``DynamicThresholds`` keys (``upper``, ``lower``, ``eps_std``,

@@ -35,9 +35,10 @@ from flexent.integrations.verl.config import (
     section_of,
     std_eps_pair,
     verl_loss_params,
+    verl_losses,
 )
 from flexent.integrations.verl.step import BONUS_KEY, RUNTIME_KEYS, SHAPING_KEY, read_shaping
-from flexent.losses import get_policy_loss, high_entropy_mask, list_policy_losses, loss_traits
+from flexent.losses import get_policy_loss, high_entropy_mask
 
 _SLOT = "_flexent_runtime"
 SYNC_HINT = "run verl with trainer.v1.trainer_mode=flexent_sync (docs/verl.md)"
@@ -114,8 +115,9 @@ def _loss_params(name: str, config: Any, device: torch.device) -> dict[str, Any]
         missing_entropy_hint=_missing_entropy_hint(rt),
         old_entropy=rt.get("old_entropy"),
         missing_old_hint=(
-            "verl's batch carries pi_old's per-token entropy as `entropy` when the old-log-prob "
-            f"pass computes it (actor.calculate_entropy=true) and flexent's driver runs: {SYNC_HINT}"
+            "verl's old-log-prob pass writes pi_old's per-token entropy into the batch; it is "
+            "skipped with algorithm.rollout_correction.bypass_mode=true, and it reaches the loss "
+            f"through flexent's driver: {SYNC_HINT}"
         ),
     )
 
@@ -287,9 +289,7 @@ def register_all() -> list[str]:
     returns the names. A loss that needs pi_old's second term (``clip_v``: a sum over the
     vocabulary) is left out: verl's loss sees log-probs, never logits."""
     names = []
-    for name in list_policy_losses():
-        if loss_traits(name).needs_old_second_term:
-            continue
+    for name in verl_losses():
         register_policy_loss(PREFIX + name)(make_verl_loss(name))
         names.append(PREFIX + name)
     return names

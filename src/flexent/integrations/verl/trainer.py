@@ -37,6 +37,8 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.config import omega_conf_to_dataclass
 
 from flexent.control import handle_inert
+from flexent.integrations.verl.advantage import NAME as ADVANTAGE_NAME
+from flexent.integrations.verl.advantage import qae_params
 from flexent.integrations.verl.config import (
     KEY,
     check_entropy,
@@ -97,6 +99,8 @@ class FlexentPPOTrainer(PPOTrainerSync):
         if self.config.get("distillation") and self.config.distillation.get("enabled", False):
             raise ValueError("trainer_mode=flexent_sync does not support distillation")
         check_entropy(actor_cfg)
+        if self.config.algorithm.get("adv_estimator") == ADVANTAGE_NAME:
+            qae_params(self.config.algorithm)  # a bad quantile_k is one line, before any rollout
         section = section_of(actor_cfg)
         control = section.control(eps_std=std_eps_pair(actor_cfg))
         self.flexent = step_controller(control, total_steps=int(self.total_training_steps))
