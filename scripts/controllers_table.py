@@ -6,7 +6,8 @@ Per run, with H_k the rollout entropy the controllers observe at optimizer step 
 
 - ``error`` against a reference H*: mean over k = 0 .. T-1 of |H_k - H*(k / T)| / H_init, the
   quantity the ``target`` controller reports as ``control/tracking_error``, computed here the
-  same way for every arm (reference-free arms are scored against every reference);
+  same way for every arm (reference-free arms are scored against every reference); ``error,
+  2nd half``: the same mean over k >= T / 2 (after the transient);
 - ``mean@16`` / ``pass@16``: the final held-out values (``eval.json``), as differences from
   the baseline arm (GRPO) with Welch 95 % t-intervals over seeds;
 - ``s/run``: the run's wall time (``sweep_run.json``), as a ratio to the baseline's (95 %
@@ -44,23 +45,71 @@ def rollout_entropies(run_dir: Path) -> list[float]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def tracking_error(entropies: list[float], reference: str) -> float:
-    """Mean |H_k - H*(k/T)| / H_init over the run (module docstring)."""
+def tracking_error(entropies: list[float], reference: str, *, start: float = 0.0) -> float:
+    """Mean |H_k - H*(k/T)| / H_init over the steps k >= ``start`` T (module docstring)."""
     if not entropies:
         return math.nan
     h_init, total = entropies[0], len(entropies)
     traj = REFERENCES[reference]
-    return sum(abs(h - traj(k / total, h_init)) for k, h in enumerate(entropies)) / (total * h_init)
+    errors = [abs(h - traj(k / total, h_init)) / h_init
+              for k, h in enumerate(entropies) if k >= start * total]  # fmt: skip
+    return sum(errors) / len(errors)
 
 
 def run_values(run_dir: Path) -> dict[str, float]:
     ent = rollout_entropies(run_dir)
     out = {f"error/{ref}": tracking_error(ent, ref) for ref in REFERENCES}
+    out |= {f"late/{ref}": tracking_error(ent, ref, start=0.5) for ref in REFERENCES}
     final = json.loads((run_dir / "eval.json").read_text())["final"]["metrics"]
     out["mean@16"], out["pass@16"] = final["mean@16"], final["pass@16"]
     out["wall_s"] = json.loads((run_dir / "sweep_run.json").read_text())["wall_s"]
     out["h_init"], out["h_final"] = ent[0], ent[-1]
+    out.update(actuator_use(run_dir))
     return out
+
+
+def actuator_use(run_dir: Path) -> dict[str, float]:
+    """How each controller used its actuator over the run's logged steps (NaN where the arm
+    has no such actuator): ``saturated`` the share of steps with |u| >= 0.999 (``target``),
+    ``pushing down`` the share with u < 0, ``gate open`` (``aepo``), ``zeta at cap``
+    (``repo_r``: |zeta| = zeta_max), ``max coef`` (Skywork's adaptive coefficient),
+    ``dropped`` (``clip_b``'s mean share of dropped tokens)."""
+    run = load_run(run_dir)
+
+    def share(key: str, pred) -> float:  # type: ignore[no-untyped-def]
+        values = [v for v in run.series(key)[1] if not math.isnan(v)]
+        return sum(map(pred, values)) / len(values) if values else math.nan
+
+    def series(key: str) -> list[float]:
+        return [v for v in run.series(key)[1] if not math.isnan(v)]
+
+    zeta_max = 0.05  # repo_r's default, the benchmark's setting
+    coef = series("control/adaptive_entropy_coef")
+    drop = series("clip_b/frac_dropped")
+    return {
+        "saturated": share("control/u", lambda u: abs(u) >= 0.999),
+        "pushing down": share("control/u", lambda u: u < 0),
+        "gate open": share("control/gate", lambda g: g > 0),
+        "zeta at cap": share("control/zeta", lambda z: abs(z) >= zeta_max * 0.999),
+        "max coef": max(coef) if coef else math.nan,
+        "dropped": sum(drop) / len(drop) if drop else math.nan,
+    }
+
+
+USE_KEYS = ("saturated", "pushing down", "gate open", "zeta at cap", "max coef", "dropped")
+
+
+def use_table(arms: dict[str, dict[int, dict[str, float]]]) -> str:
+    """Per controller arm, the seed mean of each actuator measure it has."""
+    lines = ["| arm | " + " | ".join(USE_KEYS) + " |", "|---" * (len(USE_KEYS) + 1) + "|"]
+    for arm, runs in arms.items():
+        cells = []
+        for key in USE_KEYS:
+            iv = mean_interval(_vals(runs, key))
+            cells.append("" if not iv.n else f"{iv.value:.3f}")
+        if any(cells):
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def collect(sweep: Path) -> dict[str, dict[int, dict[str, float]]]:
@@ -88,10 +137,11 @@ def table(arms: dict[str, dict[int, dict[str, float]]], reference: str, baseline
     free = [a for a in arms if not any(a.startswith(f"{r}-") for r in REFERENCES)]
     mine = [a for a in arms if a.startswith(f"{reference}-")]
     lines = [
-        f"| arm | seeds | error vs {reference} (%) | <= {TARGET_ERROR:.0%} | H_final / H_init | "
+        f"| arm | seeds | error vs {reference} (%) | <= {TARGET_ERROR:.0%} | error, 2nd half (%) | "
+        "H_final / H_init | "
         f"final mean@16 - {baseline} (points) | final pass@16 - {baseline} (points) | "
         f"wall / {baseline} |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for arm in mine + free:
         runs = arms[arm]
@@ -100,7 +150,7 @@ def table(arms: dict[str, dict[int, dict[str, float]]], reference: str, baseline
         ok = "yes" if err.n and err.value <= TARGET_ERROR else "no"
         lines.append(
             f"| {arm.removeprefix(reference + '-')} | {len(runs)} | {_pct(err)} | {ok} | "
-            f"{ratio_h.fmt(2)} | "
+            f"{_pct(mean_interval(_vals(runs, f'late/{reference}')))} | {ratio_h.fmt(2)} | "
             f"{_pct(diff_interval(_vals(runs, 'mean@16'), _vals(base, 'mean@16')))} | "
             f"{_pct(diff_interval(_vals(runs, 'pass@16'), _vals(base, 'pass@16')))} | "
             f"{ratio_interval(_vals(runs, 'wall_s'), _vals(base, 'wall_s')).fmt(2)} |"
@@ -125,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"### {reference}\n")
         print(table(arms, reference, args.baseline))
         print()
+    print("### actuator use (shares of logged steps, seed means)\n")
+    print(use_table(arms))
     return 0
 
 

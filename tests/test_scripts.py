@@ -131,3 +131,60 @@ def test_surprisal_census_helpers_by_hand():
     completion = torch.tensor([[5, 6, 9, 0, 0], [5, 9, 7, 9, 0]])
     got = census._completion_mask(completion, Tok()).tolist()
     assert got == [[True, True, True, False, False], [True, True, False, False, False]]
+
+
+def _controller_run(root: Path, arm: str, seed: int, entropies: list[float], mean16: float,
+                    wall: float, extra: dict[str, list[float]] | None = None) -> None:  # fmt: skip
+    run = root / arm / f"seed{seed}"
+    run.mkdir(parents=True)
+    rows = []
+    for i, h in enumerate(entropies):
+        row = {"step": i + 1, "entropy/rollout": h}
+        row.update({k: v[i] for k, v in (extra or {}).items()})
+        rows.append(json.dumps(row))
+    (run / "metrics.jsonl").write_text("\n".join(rows) + "\n")
+    final = {"metrics": {"mean@16": mean16, "pass@16": 2 * mean16}}
+    (run / "eval.json").write_text(json.dumps({"final": final}))
+    (run / "sweep_run.json").write_text(json.dumps({"status": "done", "wall_s": wall}))
+
+
+def test_controllers_table_by_hand(tmp_path, capsys):
+    # 4 steps, H_init = 1.0. hold: errors |1-1|, |0.8-1|, |0.6-1|, |0.4-1| -> mean 0.3 = 30 %;
+    # 2nd half (k >= 2): (0.4 + 0.6) / 2 = 50 %. half (H* = 0.5): 0.5, 0.3, 0.1, 0.1 -> 25 %.
+    # idshape at k/T = 0, .25, .5, .75: H* = 1.0, 1.25, 1.5, 1.0 -> 0, 0.45, 0.9, 0.6 -> 48.75 %.
+    table = _load("controllers_table")
+    falling = [1.0, 0.8, 0.6, 0.4]
+    assert table.tracking_error(falling, "hold") == pytest.approx(0.3)
+    assert table.tracking_error(falling, "hold", start=0.5) == pytest.approx(0.5)
+    assert table.tracking_error(falling, "half") == pytest.approx(0.25)
+    assert table.tracking_error(falling, "idshape") == pytest.approx(0.4875)
+    # two seeds of GRPO (mean@16 0.4, 0.5; 10 s, 12 s) and of a controller holding H_init
+    # (error 0; mean@16 0.3, 0.3; 11 s, 11 s, saturated on 1 step of 4): difference
+    # 0.3 - 0.45 = -15 points; its error 0.0 with interval [0.0, 0.0]; wall 11 / 11 = 1.00.
+    for seed, (m, w) in enumerate([(0.4, 10.0), (0.5, 12.0)], start=1):
+        _controller_run(tmp_path, "static", seed, falling, m, w)
+        _controller_run(tmp_path, "hold-target-bonus", seed, [1.0] * 4, 0.3, 11.0,
+                        {"control/u": [0.0, 1.0, 0.5, -0.2]})  # fmt: skip
+    assert table.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| target-bonus |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:5] == ["2", "0.0 [0.0, 0.0]", "yes", "0.0 [0.0, 0.0]"]
+    assert cells[6].startswith("-15.0 [")
+    assert cells[8].startswith("1.00 [")
+    use = next(line for line in out.splitlines() if line.startswith("| hold-target-bonus |"))
+    assert use.split("|")[2].strip() == "0.250" and use.split("|")[3].strip() == "0.250"
+
+
+def test_controllers_doc_tables_are_the_scripts_output(capsys):
+    """docs/controllers.md quotes the script's tables on the committed run data verbatim."""
+    pytest.importorskip("torch")
+    root = Path(__file__).parents[1]
+    table = _load("controllers_table")
+    assert table.main([str(root / "docs" / "controllers" / "data")]) == 0
+    out = capsys.readouterr().out
+    doc = (root / "docs" / "controllers.md").read_text()
+    blocks = [b.split("\n", 1)[1].strip() for b in out.split("### ")[1:]]
+    assert len(blocks) == 4
+    for block in blocks:
+        assert block in doc
