@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 from flexent.report.summary import markdown_table
@@ -74,7 +75,9 @@ def write_summary(spec: SweepSpec, *, elapsed_s: float, command: str) -> Path:
     lines = [
         "# flexent demo summary",
         "",
-        f"Command: `{command}`; wall time {elapsed_s:.0f} s; one GRPO run per arm from the same "
+        f"Command: `{command}`; wall time {elapsed_s:.0f} s on {time.strftime('%Y-%m-%d')} "
+        "(this run: warm-up, arms and reports, without the environment's set-up; "
+        "docs/training.md gives the measured range); one GRPO run per arm from the same "
         f"warm-up model, seed {seeds}, {len(base.runs[0].records)} optimizer steps each. "
         + held_out,
         "",
