@@ -142,7 +142,7 @@ def one_arm(cache: Path, threads: int | None) -> str:
         f"| interpreter + imports (a fresh process, measured apart) | {import_seconds():.1f} | |",
     ]
     parts = {
-        "evaluations (start, step 192, final)": t.get("evaluations", 0.0),
+        "evaluations (start, middle, final)": t.get("evaluations", 0.0),
         "training (train() without the evaluations in it)": t.get("train", 0.0)
         - t.get("evaluations in train", 0.0),
     }
