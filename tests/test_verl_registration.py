@@ -108,7 +108,7 @@ def test_a_trl_only_loss_is_named_as_such():
     from flexent.integrations.verl.config import check_registered, flexent_loss_name
 
     for check in (check_registered, flexent_loss_name):
-        with pytest.raises(ValueError, match="clip_v needs pi_old's logits.*TRL only"):
+        with pytest.raises(ValueError, match=r"clip_v needs pi_old's logits.*TRL only"):
             check("flexent_clip_v")
     with pytest.raises(ValueError, match="is not a flexent loss"):
         flexent_loss_name("flexent_nope")
