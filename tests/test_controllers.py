@@ -516,3 +516,39 @@ def test_shaping_strategies_refuse_a_loss_that_averages_the_advantage():
             EntropyControl(strategy=strategy, strategy_params=params, loss="gmpo")
         EntropyControl(strategy=strategy, strategy_params=params, loss="ppo_clip")
     EntropyControl(strategy="target", loss="gmpo")
+
+
+def test_adaptive_coefficient_moves_once_per_rollout_batch():
+    """Skywork-OR1's coefficient (c_0 0, target 0.5, delta 0.01) with 4 optimizer steps per
+    rollout batch: batch 1 at H 0.3 (<= target) applies c = 0 and moves it to 0.01 once; its
+    3 later steps apply the same 0; batch 2 at 0.3 applies 0.01 (-> 0.02); batch 3 at 0.7
+    applies 0 (-> 0.01). Applied per step: 0 x4, 0.01 x4, 0 x4."""
+    from flexent.control import EntropyControl, StepController
+
+    control = EntropyControl(adaptive_entropy={"target": 0.5, "delta": 0.01})
+    c = StepController(control, total_steps=12)
+    applied = []
+    for k in range(12):
+        if k % 4 == 0:
+            c.observe_entropy({0: 0.3, 4: 0.3, 8: 0.7}[k])
+        c.begin_step(k)
+        applied.append(c.entropy_coef)
+    assert applied == pytest.approx([0.0] * 4 + [0.01] * 4 + [0.0] * 4)
+    assert c.state_dict()["adaptive_entropy"]["coef"] == pytest.approx(0.01)
+
+
+def test_a_user_strategy_without_fresh_still_works():
+    """A subclass overriding weights(step, *, entropy), the documented protocol, is called
+    without the fresh keyword; a shaping strategy object is refused with gmpo like a name."""
+    from flexent.control import EntropyControl, StepController
+    from flexent.strategies import Static, get_strategy
+
+    class Mine(Static):
+        def weights(self, step, *, entropy=None):
+            return 0.25, 0.0
+
+    c = StepController(EntropyControl(strategy=Mine(total_steps=4)), total_steps=4)
+    c.begin_step(0)
+    assert c.weights == (0.25, 0.0)
+    with pytest.raises(ValueError, match="averages the advantage"):
+        EntropyControl(strategy=get_strategy("aepo", total_steps=10), loss="gmpo")

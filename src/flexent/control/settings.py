@@ -111,10 +111,8 @@ class EntropyControl:
         if isinstance(self.strategy, str):
             self.strategy_params = _strategy_params(self.strategy, self.strategy_params)
         traits = loss_traits(self.loss)
-        if (
-            not traits.per_token_advantage
-            and isinstance(self.strategy, str)
-            and self.build_strategy(total_steps=1).shapes_advantages
+        if not traits.per_token_advantage and getattr(
+            self.build_strategy(total_steps=1), "shapes_advantages", False
         ):
             raise ValueError(
                 f"strategy: {self.strategy!r} reweights each token's advantage, but loss "

@@ -5,7 +5,8 @@ translate their own step counter into flexent's k (optimizer steps counted from 
 ``global_steps`` is k + 1). Per step the controller asks the strategy for its weights
 ``(w_up, w_low)`` once, with the last observed rollout entropy, and fixes the step's
 entropy-bonus coefficient: ``entropy_coef`` (or, with ``adaptive_entropy``, Skywork-OR1's
-adaptive coefficient updated from the same entropy) plus the strategy's own bonus (``target``
+adaptive coefficient updated from the same entropy, once per new observation: once per rollout
+batch however many optimizer steps train on it) plus the strategy's own bonus (``target``
 with ``actuator: cascade | bonus``), and the strategy's advantage shaping (the loss-weight
 controllers, :mod:`flexent.control.shaping`). Its state (strategy, adaptive coefficient, last entropy,
 last weights) goes into every checkpoint as ``flexent_state.json``.
@@ -21,6 +22,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Mapping
@@ -140,16 +142,18 @@ class StepController:
                 f"{who} needs the rollout entropy of step {step}, but none was observed"
                 + (f" ({self._hint})" if self._hint else "")
             )
-        if isinstance(strategy, Strategy):
-            w_up, w_low = strategy.weights(step, entropy=entropy, fresh=self._fresh)
+        fresh, self._fresh = self._fresh, False
+        if _takes_fresh(strategy):
+            w_up, w_low = strategy.weights(step, entropy=entropy, fresh=fresh)
         else:  # a user's own strategy object: weights(step, *, entropy)
             w_up, w_low = strategy.weights(step, entropy=entropy)
-        self._fresh = False
         self.weights = (float(w_up), float(w_low))
         self.bonus = float(strategy.bonus_coef())
-        shaping = strategy.shaping()
+        shaping = getattr(strategy, "shaping", lambda: None)()
         self.shaping = None if shaping is None else (shaping[0], dict(shaping[1]))
-        if self.adaptive is not None:
+        if self.adaptive is not None and (fresh or self.step < 0):
+            # Skywork-OR1 adapts once per rollout batch (a new entropy observation); the later
+            # optimizer steps of the same batch apply the coefficient it set
             assert entropy is not None  # checked above
             self.adaptive_coef = float(self.adaptive.step(entropy))
         self.step = step
@@ -268,6 +272,16 @@ class StepController:
                 raise ValueError(json_error(path, err)) from None
         self.load_state_dict(state, where=path)
         return path
+
+
+def _takes_fresh(strategy: Any) -> bool:
+    """Whether ``strategy.weights`` accepts ``fresh=`` (flexent's strategies; a user's object
+    or subclass with the documented ``weights(step, *, entropy)`` does not)."""
+    try:
+        params = inspect.signature(strategy.weights).parameters
+    except (TypeError, ValueError):
+        return False
+    return "fresh" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def state_file(folder: str | os.PathLike[str]) -> str | None:
