@@ -70,8 +70,11 @@ def run_values(run_dir: Path) -> dict[str, float]:
 
 def actuator_use(run_dir: Path) -> dict[str, float]:
     """How each controller used its actuator over the run's logged steps (NaN where the arm
-    has no such actuator): ``saturated`` the share of steps with |u| >= 0.999 (``target``),
-    ``pushing down`` the share with u < 0, ``gate open`` (``aepo``), ``zeta at cap``
+    has no such actuator): ``saturated`` the share of steps with |u| >= 0.999 (``target``;
+    for ``cascade``, whose output reaches 2, that is the clip stage full), ``pushing down``
+    the share with u < 0, ``floor, 2nd half`` the share of the second half's steps with u at
+    its lower limit (-1, or -2 for ``cascade``: every actuator at full entropy-lowering
+    output), ``gate open`` (``aepo``), ``zeta at cap``
     (``repo_r``: |zeta| = zeta_max), ``max coef`` (Skywork's adaptive coefficient),
     ``dropped`` (``clip_b``'s mean share of dropped tokens)."""
     run = load_run(run_dir)
@@ -84,11 +87,17 @@ def actuator_use(run_dir: Path) -> dict[str, float]:
         return [v for v in run.series(key)[1] if not math.isnan(v)]
 
     zeta_max = 0.05  # repo_r's default, the benchmark's setting
+    floor = -2.0 if "actuator: cascade" in _config_text(run_dir) else -1.0
+    steps, us = run.series("control/u")
+    late = [u for s, u in zip(steps, us, strict=True) if s > len(steps) / 2 and not math.isnan(u)]
     coef = series("control/adaptive_entropy_coef")
     drop = series("clip_b/frac_dropped")
     return {
         "saturated": share("control/u", lambda u: abs(u) >= 0.999),
         "pushing down": share("control/u", lambda u: u < 0),
+        "floor, 2nd half": (
+            sum(u <= floor * 0.999 for u in late) / len(late) if late else math.nan
+        ),
         "gate open": share("control/gate", lambda g: g > 0),
         "zeta at cap": share("control/zeta", lambda z: abs(z) >= zeta_max * 0.999),
         "max coef": max(coef) if coef else math.nan,
@@ -96,7 +105,15 @@ def actuator_use(run_dir: Path) -> dict[str, float]:
     }
 
 
-USE_KEYS = ("saturated", "pushing down", "gate open", "zeta at cap", "max coef", "dropped")
+def _config_text(run_dir: Path) -> str:
+    path = run_dir / "config.yaml"
+    return path.read_text() if path.exists() else ""
+
+
+USE_KEYS = (
+    "saturated", "pushing down", "floor, 2nd half", "gate open", "zeta at cap", "max coef",
+    "dropped",
+)  # fmt: skip
 
 
 def use_table(arms: dict[str, dict[int, dict[str, float]]]) -> str:
