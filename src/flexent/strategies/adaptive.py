@@ -1,7 +1,9 @@
 """The adaptive entropy-bonus coefficient of Skywork-OR1 (arXiv 2505.22312; TRL's
 ``use_adaptive_entropy``): a bang-bang controller of ``entropy_coef`` toward a target entropy.
 
-At each optimizer step k, with H_k the step's mean token entropy:
+At each update k (:class:`flexent.control.StepController` makes one per rollout batch, as
+Skywork-OR1's verl code does once per training step; the batch's later optimizer steps apply
+``applied_k`` again), with H_k the batch's mean token entropy:
 
     applied_k = c_k      if H_k <= target, else 0          (the bonus only acts below target)
     c_{k+1}   = min(c_k + delta, c_max)   if H_k <= target
