@@ -26,7 +26,7 @@ import json
 import math
 from pathlib import Path
 
-from flexent.report import load_run
+from flexent.report import Run, load_run
 from flexent.strategies import make_trajectory
 from flexent.sweep.stats import Interval, diff_interval, mean_interval, ratio_interval
 
@@ -38,9 +38,9 @@ REFERENCES = {
 TARGET_ERROR = 0.10  # the issue's target: mean tracking error <= 10 % of H_init
 
 
-def rollout_entropies(run_dir: Path) -> list[float]:
+def rollout_entropies(run: Run) -> list[float]:
     """H_k for k = 0 .. T-1 (the value logged at step k + 1)."""
-    steps, values = load_run(run_dir).series("entropy/rollout")
+    steps, values = run.series("entropy/rollout")
     by_step = {int(s): v for s, v in zip(steps, values, strict=True) if not math.isnan(v)}
     return [by_step[s] for s in sorted(by_step)]
 
@@ -57,18 +57,19 @@ def tracking_error(entropies: list[float], reference: str, *, start: float = 0.0
 
 
 def run_values(run_dir: Path) -> dict[str, float]:
-    ent = rollout_entropies(run_dir)
+    run = load_run(run_dir)
+    ent = rollout_entropies(run)
     out = {f"error/{ref}": tracking_error(ent, ref) for ref in REFERENCES}
     out |= {f"late/{ref}": tracking_error(ent, ref, start=0.5) for ref in REFERENCES}
     final = json.loads((run_dir / "eval.json").read_text())["final"]["metrics"]
     out["mean@16"], out["pass@16"] = final["mean@16"], final["pass@16"]
     out["wall_s"] = json.loads((run_dir / "sweep_run.json").read_text())["wall_s"]
     out["h_init"], out["h_final"] = ent[0], ent[-1]
-    out.update(actuator_use(run_dir))
+    out.update(actuator_use(run, run_dir))
     return out
 
 
-def actuator_use(run_dir: Path) -> dict[str, float]:
+def actuator_use(run: Run, run_dir: Path) -> dict[str, float]:
     """How each controller used its actuator over the run's logged steps (NaN where the arm
     has no such actuator): ``saturated`` the share of steps with |u| >= 0.999 (``target``;
     for ``cascade``, whose output reaches 2, that is the clip stage full), ``pushing down``
@@ -77,14 +78,13 @@ def actuator_use(run_dir: Path) -> dict[str, float]:
     output), ``gate open`` (``aepo``), ``zeta at cap``
     (``repo_r``: |zeta| = zeta_max), ``max coef`` (Skywork's adaptive coefficient),
     ``dropped`` (``clip_b``'s mean share of dropped tokens)."""
-    run = load_run(run_dir)
-
-    def share(key: str, pred) -> float:  # type: ignore[no-untyped-def]
-        values = [v for v in run.series(key)[1] if not math.isnan(v)]
-        return sum(map(pred, values)) / len(values) if values else math.nan
 
     def series(key: str) -> list[float]:
         return [v for v in run.series(key)[1] if not math.isnan(v)]
+
+    def share(key: str, pred) -> float:  # type: ignore[no-untyped-def]
+        values = series(key)
+        return sum(map(pred, values)) / len(values) if values else math.nan
 
     zeta_max = 0.05  # repo_r's default, the benchmark's setting
     floor = -2.0 if "actuator: cascade" in _config_text(run_dir) else -1.0

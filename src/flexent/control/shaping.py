@@ -35,6 +35,7 @@ controllers, :class:`flexent.control.EntropyControl`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import torch
@@ -44,7 +45,7 @@ ShapeFn = Callable[..., torch.Tensor]
 
 def _entropic(advantages: torch.Tensor, logprobs: torch.Tensor, *, alpha: float,
               p_high: float) -> torch.Tensor:  # fmt: skip
-    high = logprobs > torch.log(torch.tensor(p_high, dtype=logprobs.dtype))
+    high = logprobs > math.log(p_high)
     scale = torch.where(advantages > 0, 1.0 - alpha, 1.0 + alpha)
     return torch.where(high & (advantages != 0), advantages * scale, advantages)
 

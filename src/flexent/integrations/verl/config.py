@@ -337,11 +337,7 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
         or a strategy that drives one (``target`` with ``actuator: cascade | bonus``)."""
         if not is_flexent_loss(self.loss_mode):
             return False
-        return bool(
-            self.entropy_coef
-            or self.adaptive_entropy
-            or self.build_strategy(total_steps=1).uses_bonus
-        )
+        return bool(self.entropy_coef or self.adaptive_entropy or self._traits_probe().uses_bonus)
 
     @property
     def shapes_advantages(self) -> bool:
@@ -349,7 +345,15 @@ class FlexentPolicyLossConfig(PolicyLossConfig):
         ``repo_r``, ``target`` with ``actuator: entropic``): the driver must deliver it."""
         if not is_flexent_loss(self.loss_mode):
             return False
-        return bool(self.build_strategy(total_steps=1).shapes_advantages)
+        return bool(self._traits_probe().shapes_advantages)
+
+    def _traits_probe(self) -> Strategy:
+        """A strategy built once per process to read its traits (``uses_bonus``,
+        ``shapes_advantages``) from; never stepped."""
+        cache = self.__dict__
+        if "_flexent_traits_probe" not in cache:
+            cache["_flexent_traits_probe"] = self.build_strategy(total_steps=1)
+        return cache["_flexent_traits_probe"]  # type: ignore[no-any-return]
 
     @property
     def step_free(self) -> bool:

@@ -169,17 +169,19 @@ def make_verl_loss(name: str) -> Any:
         if config is None:
             raise ValueError(f"{PREFIX}{name} needs verl's actor config (config=None)")
         pl = config.policy_loss
-        if "w_up" not in runtime(pl) and section_of(config).uses_bonus:
-            raise RuntimeError(
-                f"{KEY} sets a flexent entropy bonus (entropy_coef / adaptive_entropy / a bonus "
-                f"actuator), which flexent's loss wrapper applies: {SYNC_HINT}"
-            )
-        shaping = runtime(pl).get("shaping")
-        if shaping is None and section_of(config).shapes_advantages:
-            raise RuntimeError(
-                f"strategy {section_of(config).strategy!r} shapes the advantages each step, "
-                f"which flexent's driver delivers: {SYNC_HINT}"
-            )
+        if "w_up" not in runtime(pl):  # no driver: nothing it delivers may be needed
+            section = section_of(config)
+            if section.uses_bonus:
+                raise RuntimeError(
+                    f"{KEY} sets a flexent entropy bonus (entropy_coef / adaptive_entropy / a "
+                    f"bonus actuator), which flexent's loss wrapper applies: {SYNC_HINT}"
+                )
+            if section.shapes_advantages:
+                raise RuntimeError(
+                    f"strategy {section.strategy!r} shapes the advantages each step, which "
+                    f"flexent's driver delivers: {SYNC_HINT}"
+                )
+        shaping = runtime(pl).get("shaping")  # shipped by the driver with every shaping step
         if shaping is not None:  # the loss-weight controllers act through the advantages
             advantages = shape_advantages(shaping[0], shaping[1], advantages, logprobs=log_prob)
         _warn_once(config, loss_agg_mode)
